@@ -1,0 +1,434 @@
+//! One typed configuration, read from a TOML file and overridden by environment variables,
+//! validated once at start-up so that a bad key fails the process with its path in the message.
+//!
+//! Environment overrides use the prefix `IGW__` and `__` between path segments, numeric segments
+//! index arrays: `IGW__SERVER__LISTEN=0.0.0.0:8080`, `IGW__SYSTEMS__0__PASSWORD=…`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+use crate::domain::SystemKind;
+
+pub const ENV_PREFIX: &str = "IGW__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Syntax {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub systems: Vec<SystemConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// actix worker threads; defaults to the number of cores.
+    pub workers: Option<usize>,
+    /// Upper bound for one whole lookup (all systems, all calls) before the caller gets 504.
+    #[serde(with = "humantime_serde")]
+    pub lookup_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            lookup_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One management system instance (an appliance or a UCS domain).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// Unique name of this instance, used in metrics, errors and `GET /vendors`.
+    pub name: String,
+    pub kind: SystemKind,
+    /// Base URL, e.g. `https://oneview.example.com` (no path for OneView/OME; UCSM posts to `/nuova`).
+    pub endpoint: Url,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Read the password from this file instead (a mounted Kubernetes Secret).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM bundle of CAs to trust for this system, in addition to nothing else.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Per upstream HTTP request.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Page size asked of the system when a query may return several items.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Stop following pages after this many (guards against a next-link loop).
+    #[serde(default = "default_max_pages")]
+    pub max_pages: u32,
+    /// OneView only: `X-API-Version` sent on every call.
+    #[serde(default)]
+    pub api_version: Option<u32>,
+    /// OneView only: `authLoginDomain` (directory name; empty = local users).
+    #[serde(default)]
+    pub login_domain: Option<String>,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_page_size() -> u32 {
+    8
+}
+fn default_max_pages() -> u32 {
+    50
+}
+
+impl SystemConfig {
+    /// The password, from `password` or `password_file` (validated to be present at load).
+    pub fn resolve_password(&self) -> Result<SecretString, ConfigError> {
+        if let Some(p) = &self.password {
+            return Ok(p.clone());
+        }
+        let path = self.password_file.as_ref().ok_or_else(|| ConfigError::Invalid {
+            key: format!("systems.{}.password", self.name),
+            reason: "either `password` or `password_file` is required".into(),
+        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned()))
+    }
+}
+
+impl Config {
+    /// Loads `path` (if any), applies `IGW__…` overrides from `env`, deserialises and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut root = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|source| ConfigError::Syntax {
+                        path: p.to_owned(),
+                        source: Box::new(source),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        // Deterministic order so that `…__0__…` creates the array entry before `…__1__…`.
+        overrides.sort();
+        for (var, value) in overrides {
+            apply_override(&mut root, &var, &value)?;
+        }
+        Self::from_table(root)
+    }
+
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|source| ConfigError::Syntax {
+                path: PathBuf::from("<string>"),
+                source: Box::new(source),
+            })?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Invalid {
+                key: e.path().to_string(),
+                reason: e.inner().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        if self.systems.is_empty() {
+            return Err(invalid(
+                "systems".into(),
+                "at least one management system must be configured",
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.systems.iter().enumerate() {
+            let key = |field: &str| format!("systems[{i}].{field}");
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(invalid(key("name"), "must be non-empty [A-Za-z0-9._-]"));
+            }
+            if !names.insert(s.name.clone()) {
+                return Err(invalid(key("name"), "duplicate system name"));
+            }
+            if !matches!(s.endpoint.scheme(), "http" | "https") {
+                return Err(invalid(key("endpoint"), "scheme must be http or https"));
+            }
+            if s.endpoint.host_str().is_none() {
+                return Err(invalid(key("endpoint"), "must have a host"));
+            }
+            if s.username.is_empty() {
+                return Err(invalid(key("username"), "must not be empty"));
+            }
+            match (&s.password, &s.password_file) {
+                (None, None) => {
+                    return Err(invalid(
+                        key("password"),
+                        "either `password` or `password_file` is required",
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("password_file"),
+                        "give `password` or `password_file`, not both",
+                    ))
+                }
+                _ => {}
+            }
+            if s.timeout.is_zero() {
+                return Err(invalid(key("timeout"), "must be greater than zero"));
+            }
+            if s.page_size == 0 || s.max_pages == 0 {
+                return Err(invalid(
+                    key("page_size"),
+                    "page_size and max_pages must be at least 1",
+                ));
+            }
+            if s.kind != SystemKind::Oneview && (s.api_version.is_some() || s.login_domain.is_some())
+            {
+                return Err(invalid(
+                    key("api_version"),
+                    "api_version and login_domain apply to kind = \"oneview\" only",
+                ));
+            }
+            if let Some(ca) = &s.ca_bundle {
+                if !ca.is_file() {
+                    return Err(invalid(key("ca_bundle"), "file does not exist"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn apply_override(root: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let env_err = |reason: String| ConfigError::Env {
+        var: var.to_owned(),
+        reason,
+    };
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(|s| s.is_empty()) {
+        return Err(env_err("empty path segment".into()));
+    }
+    let mut node = root;
+    for (depth, seg) in path.iter().enumerate() {
+        let last = depth + 1 == path.len();
+        let next_is_index = path
+            .get(depth + 1)
+            .is_some_and(|s| s.parse::<usize>().is_ok());
+        if last {
+            let existing_is_string = matches!(node.get(seg), Some(toml::Value::String(_)));
+            node.insert(seg.clone(), scalar(seg, value, existing_is_string));
+            return Ok(());
+        }
+        let entry = node.entry(seg.clone()).or_insert_with(|| {
+            if next_is_index {
+                toml::Value::Array(Vec::new())
+            } else {
+                toml::Value::Table(toml::Table::new())
+            }
+        });
+        node = match entry {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                let idx_seg = &path[depth + 1];
+                let idx: usize = idx_seg
+                    .parse()
+                    .map_err(|_| env_err(format!("`{seg}` is a list; expected an index")))?;
+                if idx > items.len() {
+                    return Err(env_err(format!(
+                        "index {idx} skips entries (list has {})",
+                        items.len()
+                    )));
+                }
+                if idx == items.len() {
+                    items.push(toml::Value::Table(toml::Table::new()));
+                }
+                // The index segment is consumed here; descend into the element.
+                let elem = &mut items[idx];
+                let toml::Value::Table(t) = elem else {
+                    return Err(env_err(format!("`{seg}[{idx}]` is not a table")));
+                };
+                return apply_override(
+                    t,
+                    &format!("{ENV_PREFIX}{}", path[depth + 2..].join("__")),
+                    value,
+                )
+                .map_err(|e| match e {
+                    ConfigError::Env { reason, .. } => env_err(reason),
+                    other => other,
+                });
+            }
+            _ => return Err(env_err(format!("`{seg}` is not a table"))),
+        };
+    }
+    Ok(())
+}
+
+/// Env values are strings; numbers and booleans are recognised, except where the key already
+/// holds a string or is one that may legitimately be all digits (a password of "1234").
+fn scalar(key: &str, value: &str, existing_is_string: bool) -> toml::Value {
+    const ALWAYS_STRING: [&str; 4] = ["password", "username", "name", "login_domain"];
+    if !existing_is_string && !ALWAYS_STRING.contains(&key) {
+        if let Ok(b) = value.parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+        if let Ok(i) = value.parse::<i64>() {
+            return toml::Value::Integer(i);
+        }
+    }
+    toml::Value::String(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [server]
+        listen = "127.0.0.1:9999"
+        [[systems]]
+        name = "ov"
+        kind = "oneview"
+        endpoint = "https://ov.example"
+        username = "admin"
+        password = "secret"
+        api_version = 4000
+    "#;
+
+    fn load_with(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("igw-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let out = Config::load(Some(&path), env);
+        std::fs::remove_dir_all(&dir).unwrap();
+        out
+    }
+
+    #[test]
+    fn loads_and_defaults() {
+        let c = load_with(BASE, &[]).unwrap();
+        assert_eq!(c.server.listen.port(), 9999);
+        let s = &c.systems[0];
+        assert_eq!(s.kind, SystemKind::Oneview);
+        assert_eq!(s.timeout, Duration::from_secs(10));
+        assert_eq!(s.page_size, 8);
+        assert!(!s.insecure_skip_verify);
+    }
+
+    #[test]
+    fn env_overrides_existing_and_new_keys() {
+        let c = load_with(
+            BASE,
+            &[
+                ("IGW__SERVER__LISTEN", "0.0.0.0:8081"),
+                ("IGW__SYSTEMS__0__PASSWORD", "1234"),
+                ("IGW__SYSTEMS__0__PAGE_SIZE", "3"),
+                ("IGW__SYSTEMS__1__NAME", "ucs-a"),
+                ("IGW__SYSTEMS__1__KIND", "ucsm"),
+                ("IGW__SYSTEMS__1__ENDPOINT", "http://ucs-a"),
+                ("IGW__SYSTEMS__1__USERNAME", "u"),
+                ("IGW__SYSTEMS__1__PASSWORD", "p"),
+                ("OTHER_VAR", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.port(), 8081);
+        assert_eq!(c.systems[0].page_size, 3);
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            c.systems[0].password.as_ref().unwrap().expose_secret(),
+            "1234"
+        );
+        assert_eq!(c.systems[1].kind, SystemKind::Ucsm);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load_with(&BASE.replace("oneview", "lenovo"), &[]).unwrap_err();
+        assert!(e.to_string().contains("systems[0].kind"), "{e}");
+        let e = load_with(&BASE.replace("username", "user_name"), &[]).unwrap_err();
+        assert!(e.to_string().contains("systems[0]"), "{e}");
+        let e = load_with("[server]\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("`systems`"), "{e}");
+        let e = load_with(BASE, &[("IGW__SYSTEMS__0__TIMEOUT", "soon")]).unwrap_err();
+        assert!(e.to_string().contains("systems[0].timeout"), "{e}");
+        let e = load_with(&BASE.replace("https://", "ftp://"), &[]).unwrap_err();
+        assert!(e.to_string().contains("systems[0].endpoint"), "{e}");
+        let e = load_with(&BASE.replace("password = \"secret\"", ""), &[]).unwrap_err();
+        assert!(e.to_string().contains("systems[0].password"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_passwords() {
+        let c = load_with(BASE, &[]).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("secret"), "{dbg}");
+    }
+}

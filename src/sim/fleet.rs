@@ -1,0 +1,211 @@
+//! The fleet a simulator serves: generated deterministically from a seed, or read from an
+//! inventory file. Vendor simulators render these neutral records in their own payload shapes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::SystemKind;
+
+/// One server as the simulator knows it, in the vendor-neutral terms the gateway answers with.
+/// `GET /_sim/inventory` returns these, so tests can compare the gateway's answer to the source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimServer {
+    /// Profile / service-profile / template name: what callers look up.
+    pub name: String,
+    pub serial_number: String,
+    pub model: String,
+    /// `on` or `off`.
+    pub power_state: String,
+    /// BMC IP (v4 or v6), as the gateway must report it.
+    pub bmc_address: String,
+    /// Extra BMC addresses the vendor reports that the gateway must NOT pick
+    /// (link-local, `[::]`), rendered where the vendor would put them.
+    #[serde(default)]
+    pub decoy_bmc_addresses: Vec<String>,
+    /// In vendor order; `boot` marks the NIC the vendor flags as first boot device.
+    pub nics: Vec<SimNic>,
+    /// False = a profile that exists but has no hardware assigned (OneView).
+    #[serde(default = "yes")]
+    pub assigned: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimNic {
+    pub name: String,
+    /// Lower-case colon form.
+    pub mac: String,
+    #[serde(default)]
+    pub boot: bool,
+}
+
+impl SimServer {
+    pub fn boot_mac(&self) -> Option<&str> {
+        self.nics
+            .iter()
+            .find(|n| n.boot)
+            .or_else(|| self.nics.first())
+            .map(|n| n.mac.as_str())
+    }
+}
+
+/// splitmix64: tiny, stable across releases (unlike `rand`'s StdRng), so a seed means the same
+/// fleet forever.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}
+
+/// Unique within a fleet of up to 4M servers (index and port pick the low 24 bits), while the
+/// seed-derived mask makes different seeds give different MACs.
+fn mac(prefix: [u8; 3], mask: u32, server: usize, port: usize) -> String {
+    let low = ((server as u32).wrapping_mul(4).wrapping_add(port as u32) ^ mask) & 0x00ff_ffff;
+    let [_, a, b, c] = low.to_be_bytes();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{a:02x}:{b:02x}:{c:02x}",
+        prefix[0], prefix[1], prefix[2]
+    )
+}
+
+/// Name prefix per system, so that the demo's names say where they live.
+pub fn name_prefix(kind: SystemKind) -> &'static str {
+    match kind {
+        SystemKind::Oneview => "hpe-synergy",
+        SystemKind::Ucsm => "ucs-sp",
+        SystemKind::Ome => "dell-r650",
+    }
+}
+
+/// `count` servers for one system. The same (kind, seed, count) always gives the same fleet.
+pub fn generate(kind: SystemKind, seed: u64, count: usize) -> Vec<SimServer> {
+    let salt = match kind {
+        SystemKind::Oneview => 0x11,
+        SystemKind::Ucsm => 0x22,
+        SystemKind::Ome => 0x33,
+    };
+    let mut rng = Rng::new(seed ^ (salt << 56));
+    let mask = (rng.next_u64() & 0x00ff_ffff) as u32;
+    (0..count)
+        .map(|i| generate_one(kind, i, mask, &mut rng))
+        .collect()
+}
+
+fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServer {
+    let n = i + 1;
+    let name = format!("{}-{n:03}", name_prefix(kind));
+    let power_state = if rng.below(10) < 8 { "on" } else { "off" }.to_owned();
+    let octet3 = (n / 250) as u8;
+    let octet4 = (n % 250 + 2) as u8;
+    match kind {
+        SystemKind::Oneview => {
+            // Virtual MACs from a OneView-style pool; two FlexNICs on each of two adapters.
+            let ports = ["Mezz 3:1-a", "Mezz 3:2-a", "Flb 1:1-a", "Flb 1:2-a"];
+            let nic_count = 2 + rng.below(3) as usize;
+            let nics = (0..nic_count)
+                .map(|p| SimNic {
+                    name: ports[p].to_owned(),
+                    mac: mac([0x9a, 0xa0, 0x22], mask, i, p),
+                    boot: p == 1,
+                })
+                .collect();
+            SimServer {
+                name,
+                serial_number: format!("MXQ{:07}", rng.below(10_000_000)),
+                model: "Synergy 480 Gen10".into(),
+                power_state,
+                bmc_address: format!("10.10.{octet3}.{octet4}"),
+                decoy_bmc_addresses: vec![format!("fe80::9aa0:22ff:fe{:02x}:{:04x}", octet3, n)],
+                nics,
+                assigned: true,
+            }
+        }
+        SystemKind::Ucsm => {
+            let nic_count = 2 + rng.below(3) as usize;
+            let nics = (0..nic_count)
+                .map(|p| SimNic {
+                    name: format!("eth{p}"),
+                    mac: mac([0x00, 0x25, 0xb5], mask, i, p),
+                    boot: p == 0,
+                })
+                .collect();
+            SimServer {
+                name,
+                serial_number: format!("FCH{:04}7{:03}G", rng.below(10_000), rng.below(1000)),
+                model: if n % 3 == 0 {
+                    "UCSC-C220-M5SX".into()
+                } else {
+                    "UCSB-B200-M5".into()
+                },
+                power_state,
+                bmc_address: format!("10.20.{octet3}.{octet4}"),
+                decoy_bmc_addresses: Vec::new(),
+                nics,
+                assigned: true,
+            }
+        }
+        SystemKind::Ome => {
+            let nic_count = 2 + 2 * rng.below(2) as usize;
+            let nics = (0..nic_count)
+                .map(|p| SimNic {
+                    name: format!("NIC.Integrated.1-{}-1", p + 1),
+                    mac: mac([0xb0, 0x26, 0x28], mask, i, p),
+                    boot: p == 0,
+                })
+                .collect();
+            // Every seventh iDRAC is IPv6-only, to keep that path honest.
+            let bmc_address = if n % 7 == 0 {
+                format!("fd00:30::{n:x}")
+            } else {
+                format!("10.30.{octet3}.{octet4}")
+            };
+            SimServer {
+                name,
+                serial_number: format!("{:07X}", rng.below(0xFFF_FFFF)),
+                model: "PowerEdge R650".into(),
+                power_state,
+                bmc_address,
+                decoy_bmc_addresses: vec!["[::]".into()],
+                nics,
+                assigned: true,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deterministic_and_distinct() {
+        for kind in [SystemKind::Oneview, SystemKind::Ucsm, SystemKind::Ome] {
+            let a = generate(kind, 7, 50);
+            assert_eq!(a, generate(kind, 7, 50));
+            assert_ne!(a, generate(kind, 8, 50));
+            let mut macs: Vec<_> = a.iter().flat_map(|s| s.nics.iter().map(|n| &n.mac)).collect();
+            let total = macs.len();
+            macs.sort();
+            macs.dedup();
+            assert_eq!(macs.len(), total, "MACs must be unique within a fleet");
+            for s in &a {
+                assert!(crate::domain::ServerName::parse(&s.name).is_ok());
+                assert!(s.boot_mac().is_some());
+            }
+        }
+    }
+}

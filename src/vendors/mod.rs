@@ -1,0 +1,198 @@
+//! One module per management system, all behind the [`Backend`] trait. Nothing outside this
+//! folder knows a vendor's URLs, payloads or session rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use url::Url;
+
+use crate::config::{Config, ConfigError, SystemConfig};
+use crate::domain::{ServerName, ServerRecord, SystemKind};
+
+pub mod oneview;
+pub mod ome;
+pub mod ucsm;
+
+/// Why a backend could not answer. Variants say whether a retry can help ([`Self::is_transient`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot connect to {system}: {detail}")]
+    Connect { system: String, detail: String },
+    #[error("{system} did not answer within {timeout:?}")]
+    Timeout { system: String, timeout: Duration },
+    #[error("{system} answered HTTP {status} to {endpoint}: {detail}")]
+    Status {
+        system: String,
+        endpoint: String,
+        status: u16,
+        retry_after: Option<Duration>,
+        detail: String,
+    },
+    #[error("{system} refused the credentials or the session: {detail}")]
+    Auth { system: String, detail: String },
+    #[error("{system} sent a response the gateway cannot read ({endpoint}): {detail}")]
+    Protocol {
+        system: String,
+        endpoint: String,
+        detail: String,
+    },
+    #[error("server profile {profile} in {system} is not assigned to any server hardware")]
+    Unassigned { system: String, profile: String },
+    #[error("system {system} is misconfigured: {detail}")]
+    Config { system: String, detail: String },
+}
+
+impl BackendError {
+    /// Connect errors, timeouts, 5xx and 429 may succeed on a retry; nothing else will.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::Timeout { .. } => true,
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Server-requested wait before retrying (429/503 `Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub fn system(&self) -> &str {
+        match self {
+            Self::Connect { system, .. }
+            | Self::Timeout { system, .. }
+            | Self::Status { system, .. }
+            | Self::Auth { system, .. }
+            | Self::Protocol { system, .. }
+            | Self::Unassigned { system, .. }
+            | Self::Config { system, .. } => system,
+        }
+    }
+}
+
+/// A management system that can find servers by name.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The configured instance name (unique across the config).
+    fn name(&self) -> &str;
+    fn kind(&self) -> SystemKind;
+    fn endpoint(&self) -> &Url;
+    /// Every server this system knows under `name` (case-insensitive). Empty = not here;
+    /// more than one = ambiguous within this system.
+    async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
+    /// End the session on the appliance, if one is open. Best effort; errors are logged.
+    async fn logout(&self);
+}
+
+/// Builds one backend per configured system.
+pub fn build_backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, BackendError> {
+    config.systems.iter().map(build_backend).collect()
+}
+
+pub fn build_backend(sys: &SystemConfig) -> Result<Arc<dyn Backend>, BackendError> {
+    let http = http_client(sys)?;
+    let password = sys.resolve_password().map_err(|e| config_err(sys, e))?;
+    Ok(match sys.kind {
+        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, http, password)?),
+        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, http, password)?),
+        SystemKind::Ome => Arc::new(ome::Ome::new(sys, http, password)?),
+    })
+}
+
+fn config_err(sys: &SystemConfig, e: ConfigError) -> BackendError {
+    BackendError::Config {
+        system: sys.name.clone(),
+        detail: e.to_string(),
+    }
+}
+
+/// One pooled HTTPS client per system: rustls, per-request timeout, the system's CA bundle.
+pub fn http_client(sys: &SystemConfig) -> Result<reqwest::Client, BackendError> {
+    let cfg_err = |detail: String| BackendError::Config {
+        system: sys.name.clone(),
+        detail,
+    };
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(sys.timeout)
+        .connect_timeout(sys.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("inventory-gateway/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &sys.ca_bundle {
+        let pem = std::fs::read(path)
+            .map_err(|e| cfg_err(format!("cannot read ca_bundle {}: {e}", path.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| cfg_err(format!("ca_bundle {} is not PEM: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(cfg_err(format!(
+                "ca_bundle {} holds no certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if sys.insecure_skip_verify {
+        tracing::warn!(
+            system = %sys.name,
+            endpoint = %sys.endpoint,
+            "TLS certificate verification is DISABLED for this system (insecure_skip_verify = true); \
+             anyone on the path can impersonate it and read its credentials"
+        );
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| cfg_err(format!("cannot build HTTP client: {e}")))
+}
+
+/// Maps a transport-level reqwest error to a backend error.
+pub fn transport_error(sys: &str, timeout: Duration, e: reqwest::Error) -> BackendError {
+    if e.is_timeout() {
+        BackendError::Timeout {
+            system: sys.to_owned(),
+            timeout,
+        }
+    } else {
+        // The chain holds the useful part (refused, TLS verification failure, reset).
+        let mut detail = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            src = s.source();
+        }
+        BackendError::Connect {
+            system: sys.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// Parses `Retry-After` as delta-seconds or an HTTP date.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    if let Ok(secs) = v.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v.trim()).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// Truncates an upstream body for an error message (never the whole page in a log line).
+pub fn snippet(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    let text = String::from_utf8_lossy(body);
+    let mut s: String = text.chars().take(MAX).collect();
+    if text.chars().count() > MAX {
+        s.push('…');
+    }
+    s
+}
