@@ -2,6 +2,11 @@
 //! Manager and Dell OpenManage Enterprise.
 
 pub mod config;
+pub mod demo;
 pub mod domain;
+pub mod http;
+pub mod lookup;
 pub mod sim;
+pub mod startup;
+pub mod telemetry;
 pub mod vendors;

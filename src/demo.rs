@@ -1,0 +1,127 @@
+//! The simulators and the demo: three simulated management systems on loopback and a gateway
+//! configured against them, exactly as an operator would configure it against real appliances.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError};
+use crate::domain::SystemKind;
+use crate::sim::{self, fleet, SimHandle, SimOptions, SimServer};
+
+pub const SIM_USERNAME: &str = "admin";
+pub const SIM_PASSWORD: &str = "sim-password";
+pub const KINDS: [SystemKind; 3] = [SystemKind::Oneview, SystemKind::Ucsm, SystemKind::Ome];
+
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    pub seed: u64,
+    pub servers: usize,
+    /// JSON `{"oneview": [SimServer…], "ucsm": […], "ome": […]}`; replaces generation.
+    pub inventory: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot read inventory file {path}: {reason}")]
+    Inventory { path: PathBuf, reason: String },
+    #[error("cannot start the {kind} simulator: {source}")]
+    Sim {
+        kind: SystemKind,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The fleet each simulator serves.
+pub fn fleets(spec: &FleetSpec) -> Result<HashMap<SystemKind, Vec<SimServer>>, DemoError> {
+    match &spec.inventory {
+        None => Ok(KINDS
+            .iter()
+            .map(|&k| (k, fleet::generate(k, spec.seed, spec.servers)))
+            .collect()),
+        Some(path) => {
+            let err = |reason: String| DemoError::Inventory {
+                path: path.clone(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+            let mut map: HashMap<SystemKind, Vec<SimServer>> =
+                serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+            for k in KINDS {
+                map.entry(k).or_default();
+            }
+            Ok(map)
+        }
+    }
+}
+
+/// Starts one simulator per (kind, port); port 0 picks a free one.
+pub fn start_sims(
+    fleets: &HashMap<SystemKind, Vec<SimServer>>,
+    ports: &[(SystemKind, u16)],
+    tls: bool,
+) -> Result<Vec<SimHandle>, DemoError> {
+    ports
+        .iter()
+        .map(|&(kind, port)| {
+            let mut opts = SimOptions::new(kind, fleets.get(&kind).cloned().unwrap_or_default());
+            opts.port = port;
+            opts.tls = tls;
+            opts.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            opts.username = SIM_USERNAME.into();
+            opts.password = SIM_PASSWORD.into();
+            sim::start(opts).map_err(|source| DemoError::Sim { kind, source })
+        })
+        .collect()
+}
+
+/// A gateway config (TOML text) pointing at running simulators, as an operator would write it.
+pub fn gateway_config_toml(sims: &[SimHandle], port: u16, ca_bundle: Option<&Path>) -> String {
+    let mut out = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    for s in sims {
+        let _ = write!(
+            out,
+            "\n[[systems]]\nname = \"{kind}-sim\"\nkind = \"{kind}\"\nendpoint = \"{url}\"\n\
+             username = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\ntimeout = \"10s\"\n",
+            kind = s.kind,
+            url = s.base_url.as_str().trim_end_matches('/'),
+        );
+        if let Some(ca) = ca_bundle {
+            let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());
+        }
+    }
+    out
+}
+
+/// Writes the simulators' CA (when TLS is on) and the gateway config into `dir`.
+pub fn write_gateway_config(
+    dir: &Path,
+    sims: &[SimHandle],
+    port: u16,
+) -> Result<(Config, PathBuf), DemoError> {
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text)
+            .map(|_| path.clone())
+            .map_err(|source| DemoError::Write { path, source })
+    };
+    std::fs::create_dir_all(dir).map_err(|source| DemoError::Write {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let ca = match sims.iter().find_map(|s| s.ca_pem.as_deref()) {
+        Some(pem) => Some(write(dir.join("sim-ca.pem"), pem)?),
+        None => None,
+    };
+    let toml = gateway_config_toml(sims, port, ca.as_deref());
+    let path = write(dir.join("gateway.toml"), &toml)?;
+    let config = Config::from_toml_str(&toml)?;
+    Ok((config, path))
+}

@@ -1,0 +1,173 @@
+//! RFC 9457 `application/problem+json` answers. Every error the API returns goes through here,
+//! so the shape (type, title, status, detail, instance, request_id, searched) never varies.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+use crate::lookup::{Candidate, LookupError};
+use crate::vendors::BackendError;
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub instance: String,
+    pub request_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub searched: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<Candidate>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Vec<Failure>>,
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+/// One system's failure, as a caller may see it (no credentials, no raw bodies beyond a snippet).
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub system: String,
+    pub error: String,
+}
+
+/// Problem types: stable URNs rather than links to a site that does not exist.
+pub mod types {
+    pub const INVALID_NAME: &str = "urn:inventory-gateway:problem:invalid-name";
+    pub const INVALID_QUERY: &str = "urn:inventory-gateway:problem:invalid-query";
+    pub const NOT_FOUND: &str = "urn:inventory-gateway:problem:not-found";
+    pub const AMBIGUOUS: &str = "urn:inventory-gateway:problem:ambiguous";
+    pub const UNASSIGNED: &str = "urn:inventory-gateway:problem:profile-unassigned";
+    pub const UPSTREAM: &str = "urn:inventory-gateway:problem:upstream-error";
+    pub const UPSTREAM_TIMEOUT: &str = "urn:inventory-gateway:problem:upstream-timeout";
+    pub const NO_SYSTEM: &str = "urn:inventory-gateway:problem:no-system-for-vendor";
+    pub const ROUTE_NOT_FOUND: &str = "urn:inventory-gateway:problem:route-not-found";
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, type_uri: &str, title: &str, detail: impl Into<String>) -> Self {
+        Self {
+            type_uri: type_uri.to_owned(),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            instance: String::new(),
+            request_id: String::new(),
+            searched: None,
+            candidates: None,
+            failures: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn at(mut self, instance: &str, request_id: &str) -> Self {
+        self.instance = instance.to_owned();
+        self.request_id = request_id.to_owned();
+        self
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = HttpResponse::build(status);
+        resp.content_type(CONTENT_TYPE);
+        if let Some(ra) = self.retry_after {
+            // Round up: "retry after 0 s" would invite an immediate retry storm.
+            let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+            resp.insert_header(("Retry-After", secs.max(1).to_string()));
+        }
+        resp.json(self)
+    }
+
+    pub fn from_lookup(err: &LookupError) -> Self {
+        let searched = Some(err.searched().to_vec());
+        match err {
+            LookupError::NoSystemForVendor(v) => Problem::new(
+                StatusCode::NOT_FOUND,
+                types::NO_SYSTEM,
+                "No system for this vendor",
+                format!("no management system is configured for vendor {v}"),
+            ),
+            LookupError::NotFound { searched: s } => Problem {
+                searched,
+                ..Problem::new(
+                    StatusCode::NOT_FOUND,
+                    types::NOT_FOUND,
+                    "Server not found",
+                    format!("no server of that name in {}", s.join(", ")),
+                )
+            },
+            LookupError::Ambiguous { candidates, .. } => Problem {
+                searched,
+                candidates: Some(candidates.clone()),
+                ..Problem::new(
+                    StatusCode::CONFLICT,
+                    types::AMBIGUOUS,
+                    "Server name is ambiguous",
+                    format!(
+                        "the name matches {} servers: {}; ask with ?vendor= or rename one",
+                        candidates.len(),
+                        candidates
+                            .iter()
+                            .map(|c| format!("{} in {}", c.system_id, c.system_name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            },
+            LookupError::Unassigned(e) => Problem::new(
+                StatusCode::CONFLICT,
+                types::UNASSIGNED,
+                "Server profile has no hardware",
+                e.to_string(),
+            ),
+            LookupError::Upstream { failures, .. } => {
+                let all_timeouts = failures
+                    .iter()
+                    .all(|f| matches!(f, BackendError::Timeout { .. }));
+                let (status, type_uri, title) = if all_timeouts {
+                    (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        types::UPSTREAM_TIMEOUT,
+                        "Management system timed out",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        types::UPSTREAM,
+                        "Management system error",
+                    )
+                };
+                Problem {
+                    searched,
+                    failures: Some(
+                        failures
+                            .iter()
+                            .map(|f| Failure {
+                                system: f.system().to_owned(),
+                                error: f.to_string(),
+                            })
+                            .collect(),
+                    ),
+                    retry_after: failures.iter().filter_map(BackendError::retry_after).max(),
+                    ..Problem::new(
+                        status,
+                        type_uri,
+                        title,
+                        failures
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    )
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Builds the whole gateway from a `Config`: backends, lookup service, HTTP server. Used by
+//! `serve`, `demo` and the integration tests alike, so tests exercise the real wiring.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+
+use crate::config::Config;
+use crate::lookup::LookupService;
+use crate::vendors::{build_backends, BackendError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    lookup: Arc<LookupService>,
+}
+
+impl Application {
+    pub fn build(config: &Config) -> Result<Self, StartupError> {
+        let backends = build_backends(config)?;
+        let lookup = Arc::new(LookupService::new(backends, config.server.lookup_timeout));
+        let addr = config.server.listen;
+        let listener =
+            TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
+        let port = listener.local_addr()?.port();
+        let server = crate::http::server(lookup.clone(), listener, config.server.workers)?;
+        Ok(Self {
+            port,
+            server,
+            lookup,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped (through its handle), then logs out of every system.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.lookup.logout_all().await;
+        result
+    }
+}

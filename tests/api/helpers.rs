@@ -1,0 +1,179 @@
+use std::collections::HashMap;
+use std::sync::Once;
+
+use actix_web::dev::ServerHandle;
+use inventory_gateway::demo;
+use inventory_gateway::domain::SystemKind;
+use inventory_gateway::sim::{fleet, SimHandle, SimServer};
+use inventory_gateway::startup::Application;
+use serde_json::Value;
+
+pub const KINDS: [SystemKind; 3] = demo::KINDS;
+
+static INIT: Once = Once::new();
+
+fn init() {
+    INIT.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var_os("TEST_LOG").is_some() {
+            inventory_gateway::telemetry::init(
+                inventory_gateway::telemetry::LogFormat::Pretty,
+                "debug",
+            );
+        }
+    });
+}
+
+pub struct TestStack {
+    pub gateway: String,
+    pub client: reqwest::Client,
+    pub sims: HashMap<SystemKind, SimHandle>,
+    handle: ServerHandle,
+    dir: std::path::PathBuf,
+}
+
+pub fn generated_fleets(servers: usize) -> HashMap<SystemKind, Vec<SimServer>> {
+    KINDS
+        .iter()
+        .map(|&k| (k, fleet::generate(k, 42, servers)))
+        .collect()
+}
+
+pub struct StackOptions {
+    pub fleets: HashMap<SystemKind, Vec<SimServer>>,
+    pub tls: bool,
+    /// Extra TOML appended to every `[[systems]]` entry (e.g. `timeout = "300ms"`).
+    pub system_extra: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            fleets: generated_fleets(20),
+            tls: false,
+            system_extra: String::new(),
+        }
+    }
+}
+
+pub async fn spawn_stack(opts: StackOptions) -> TestStack {
+    init();
+    let ports: Vec<(SystemKind, u16)> = KINDS.iter().map(|&k| (k, 0)).collect();
+    let sims = demo::start_sims(&opts.fleets, &ports, opts.tls).expect("simulators start");
+    let dir = std::env::temp_dir().join(format!("igw-test-{}", uuid::Uuid::new_v4()));
+    let (_, path) = demo::write_gateway_config(&dir, &sims, 0).expect("config written");
+    let mut toml = std::fs::read_to_string(&path).expect("config readable");
+    if !opts.system_extra.is_empty() {
+        toml = toml.replace(
+            "timeout = \"10s\"\n",
+            &format!("{}\n", opts.system_extra.trim_end()),
+        );
+    }
+    let config = inventory_gateway::config::Config::from_toml_str(&toml).expect("valid config");
+    let app = Application::build(&config).expect("gateway builds");
+    let gateway = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestStack {
+        gateway,
+        client: reqwest::Client::new(),
+        sims: sims.into_iter().map(|s| (s.kind, s)).collect(),
+        handle,
+        dir,
+    }
+}
+
+impl TestStack {
+    pub fn sim(&self, kind: SystemKind) -> &SimHandle {
+        &self.sims[&kind]
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path_and_query}", self.gateway))
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    /// The simulator's fleet, read over its HTTP control plane like any tool would.
+    pub async fn inventory(&self, kind: SystemKind) -> Vec<Value> {
+        let v: Value = self
+            .client
+            .get(format!("{}_sim/inventory", self.sim(kind).base_url))
+            .send()
+            .await
+            .expect("inventory answers")
+            .json()
+            .await
+            .expect("inventory is JSON");
+        v["servers"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn counters(&self, kind: SystemKind) -> Value {
+        self.client
+            .get(format!("{}_sim/counters", self.sim(kind).base_url))
+            .send()
+            .await
+            .expect("counters answer")
+            .json()
+            .await
+            .expect("counters are JSON")
+    }
+
+    pub async fn total_calls(&self, kind: SystemKind) -> u64 {
+        self.counters(kind).await["total"].as_u64().unwrap_or(0)
+    }
+
+    pub async fn sim_post(&self, kind: SystemKind, path: &str) {
+        let r = self
+            .client
+            .post(format!("{}_sim/{path}", self.sim(kind).base_url))
+            .send()
+            .await
+            .expect("control plane answers");
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
+    pub async fn set_faults(&self, kind: SystemKind, faults: Value) {
+        let r = self
+            .client
+            .put(format!("{}_sim/faults", self.sim(kind).base_url))
+            .json(&faults)
+            .send()
+            .await
+            .expect("control plane answers");
+        assert!(r.status().is_success(), "faults: {}", r.status());
+    }
+
+    pub async fn reset_all(&self) {
+        for k in KINDS {
+            self.sim_post(k, "reset").await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        for s in self.sims.values() {
+            s.stop().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The counter key of each simulator's login call.
+pub fn login_key(kind: SystemKind) -> &'static str {
+    match kind {
+        SystemKind::Oneview => "POST /rest/login-sessions",
+        SystemKind::Ucsm => "aaaLogin",
+        SystemKind::Ome => "POST /api/SessionService/Sessions",
+    }
+}
+
+pub fn vendor_param(kind: SystemKind) -> &'static str {
+    match kind {
+        SystemKind::Oneview => "hpe",
+        SystemKind::Ucsm => "cisco",
+        SystemKind::Ome => "dell",
+    }
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the gateway API: the real app on a real port, talking to the real
+//! simulators over HTTP.
+
+mod helpers;
+mod servers;

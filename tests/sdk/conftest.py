@@ -1,0 +1,110 @@
+"""Shared fixture for the vendor-SDK conformance tests.
+
+Starts the real binary in demo mode (the three simulators over HTTPS plus the gateway), and
+hands the tests the URLs, the simulators' CA and the credentials. The official vendor SDKs are
+then pointed at the simulators, and their answers compared with the gateway's.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import ssl
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+USERNAME = "admin"
+PASSWORD = "sim-password"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _binary() -> str:
+    explicit = os.environ.get("IGW_BIN")
+    if explicit:
+        return explicit
+    for profile in ("debug", "release"):
+        candidate = ROOT / "target" / profile / "inventory-gateway"
+        if candidate.exists():
+            return str(candidate)
+    raise RuntimeError("build the binary first (cargo build) or set IGW_BIN")
+
+
+def _get(url: str, ctx=None, timeout=2.0):
+    with urllib.request.urlopen(url, timeout=timeout, context=ctx) as r:
+        return r.status, r.read()
+
+
+class Stack:
+    def __init__(self, gateway, oneview, ucsm, ome, ca_file):
+        self.gateway = gateway
+        self.oneview = oneview
+        self.ucsm = ucsm
+        self.ome = ome
+        self.ca_file = ca_file
+        self.username = USERNAME
+        self.password = PASSWORD
+        self.ssl = ssl.create_default_context(cafile=ca_file)
+
+    def inventory(self, base):
+        status, body = _get(f"{base}/_sim/inventory", self.ssl)
+        assert status == 200
+        return json.loads(body)["servers"]
+
+    def gateway_record(self, name, vendor=None):
+        query = f"?vendor={vendor}" if vendor else ""
+        status, body = _get(f"{self.gateway}/servers/{name}{query}", timeout=10.0)
+        assert status == 200
+        return json.loads(body)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    ports = {k: _free_port() for k in ("gateway", "oneview", "ucsm", "ome")}
+    cmd = [
+        _binary(), "demo", "--tls", "--servers", "20", "--seed", "7",
+        "--port", str(ports["gateway"]),
+        "--oneview-port", str(ports["oneview"]),
+        "--ucsm-port", str(ports["ucsm"]),
+        "--ome-port", str(ports["ome"]),
+    ]
+    log = tempfile.NamedTemporaryFile(prefix="igw-demo-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    urls = {k: f"https://127.0.0.1:{p}" for k, p in ports.items() if k != "gateway"}
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    deadline = time.monotonic() + 60
+    ca_pem = None
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"demo exited early with {proc.returncode}; see {log.name}")
+        try:
+            _get(f"{gateway}/readyz")
+            # Fetching the CA itself needs no trust; everything after it is verified.
+            _, ca_pem = _get(f"{urls['oneview']}/_sim/ca.pem", insecure)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"demo did not come up within 60 s; see {log.name}")
+            time.sleep(0.1)
+    ca_file = Path(tempfile.mkdtemp(prefix="igw-sdk-")) / "sim-ca.pem"
+    ca_file.write_bytes(ca_pem)
+    yield Stack(gateway, urls["oneview"], urls["ucsm"], urls["ome"], str(ca_file))
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    assert proc.returncode == 0, f"demo exited with {proc.returncode}; see {log.name}"
