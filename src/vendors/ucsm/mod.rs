@@ -1,0 +1,433 @@
+//! Cisco UCS Manager: the XML API on `POST /nuova` (see `vendor-notes/ucsm.md`).
+//!
+//! A cold lookup costs two calls once a session exists:
+//! 1. `configResolveClass lsServer`, hierarchical, filtered on the server side by
+//!    `and(wcard name ^[Ww][Ee][Bb]-01$, eq type instance)`: the profile arrives with its
+//!    `vnicEther` and `vnicIpV4*Addr` children. `eq` is case-sensitive in UCSM, and the
+//!    gateway's contract is case-insensitive, so the name goes out as the anchored
+//!    `[Xx]`-class regex that ucsmsdk itself generates for `flag="I"`; the exact
+//!    case-insensitive comparison is then redone here.
+//! 2. `configResolveDns` for every match at once: the blade/rack unit (serial, model, power),
+//!    its `mgmt/if-1` (CIMC IP when the profile has none) and the adapter host-eth-ifs behind
+//!    `derived` vNICs. Skipped when no match is associated.
+//!
+//! API errors come inside HTTP 200 bodies. 552 (session invalid) triggers one re-login and one
+//! retry; a second 552 is [`BackendError::Auth`]. Login errors are `Auth`. Any other API error
+//! is [`BackendError::Protocol`] with `errorCode`/`errorDescr` in the detail: UCSM gives no
+//! HTTP status to retry on, and its codes do not say which are transient.
+
+mod parse;
+mod xml;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::{Backend, BackendError};
+use crate::config::SystemConfig;
+use crate::domain::{ServerName, ServerRecord, SystemKind};
+use parse::ApiError;
+use xml::{escape_attr, Element};
+
+/// `lsServer.name` is `[\-\.:_a-zA-Z0-9]{2,32}` in the UCSM object model: longer or shorter
+/// names cannot exist, so they are answered "not here" without a call.
+const PROFILE_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=32;
+
+pub struct Ucsm {
+    name: String,
+    endpoint: Url,
+    url: Url,
+    http: reqwest::Client,
+    username: String,
+    password: SecretString,
+    timeout: Duration,
+    /// Held across a login so that concurrent lookups wait for one login instead of each
+    /// opening a session (UCSM limits sessions per user).
+    session: Mutex<SessionState>,
+}
+
+#[derive(Default)]
+struct SessionState {
+    current: Option<Session>,
+    logins: u64,
+}
+
+#[derive(Clone)]
+struct Session {
+    cookie: SecretString,
+    /// Which login produced it, so that a stale 552 does not throw away a newer session.
+    generation: u64,
+}
+
+impl Ucsm {
+    pub fn new(
+        sys: &SystemConfig,
+        http: reqwest::Client,
+        password: SecretString,
+    ) -> Result<Self, BackendError> {
+        Ok(Self {
+            name: sys.name.clone(),
+            endpoint: sys.endpoint.clone(),
+            url: api_url(&sys.endpoint),
+            http,
+            username: sys.username.clone(),
+            password,
+            timeout: sys.timeout,
+            session: Mutex::new(SessionState::default()),
+        })
+    }
+
+    async fn session(&self) -> Result<Session, BackendError> {
+        let mut state = self.session.lock().await;
+        if let Some(s) = &state.current {
+            return Ok(s.clone());
+        }
+        self.login(&mut state).await
+    }
+
+    /// Logs in again unless another task already replaced the session that failed.
+    async fn relogin(&self, failed_generation: u64) -> Result<Session, BackendError> {
+        let mut state = self.session.lock().await;
+        if let Some(s) = &state.current {
+            if s.generation != failed_generation {
+                return Ok(s.clone());
+            }
+        }
+        state.current = None;
+        self.login(&mut state).await
+    }
+
+    async fn login(&self, state: &mut SessionState) -> Result<Session, BackendError> {
+        let body = format!(
+            r#"<aaaLogin inName="{}" inPassword="{}" />"#,
+            escape_attr(&self.username),
+            escape_attr(self.password.expose_secret())
+        );
+        let root = self
+            .post("aaaLogin", body)
+            .await?
+            .map_err(|e| self.auth_error(format!("login refused: {e}")))?;
+        let cookie = parse::login_cookie(&root).map_err(|d| self.protocol("aaaLogin", d))?;
+        state.logins += 1;
+        let session = Session {
+            cookie: SecretString::from(cookie),
+            generation: state.logins,
+        };
+        state.current = Some(session.clone());
+        tracing::debug!(system = %self.name, "logged in to UCS Manager");
+        Ok(session)
+    }
+
+    /// One API call with the current session; on 552 one re-login and one retry.
+    async fn query(
+        &self,
+        method: &str,
+        body: impl Fn(&str) -> String,
+    ) -> Result<Element, BackendError> {
+        let session = self.session().await?;
+        let first = self
+            .post(method, body(session.cookie.expose_secret()))
+            .await?;
+        let err = match first {
+            Ok(root) => return Ok(root),
+            Err(e) if e.is_session_invalid() => e,
+            Err(e) => return Err(self.api_failure(method, e)),
+        };
+        tracing::info!(system = %self.name, method, error = %err, "UCSM session no longer valid; logging in again");
+        let session = self.relogin(session.generation).await?;
+        match self
+            .post(method, body(session.cookie.expose_secret()))
+            .await?
+        {
+            Ok(root) => Ok(root),
+            Err(e) if e.is_session_invalid() => {
+                Err(self.auth_error(format!("{method} refused right after a new login: {e}")))
+            }
+            Err(e) => Err(self.api_failure(method, e)),
+        }
+    }
+
+    /// POSTs one XML document. The outer `Result` is transport/HTTP/decoding; the inner one is
+    /// the API's own verdict.
+    async fn post(
+        &self,
+        method: &str,
+        body: String,
+    ) -> Result<Result<Element, ApiError>, BackendError> {
+        let resp = self
+            .http
+            .post(self.url.clone())
+            // What the API guide's examples and ucsmsdk send; UCSM ignores it.
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| super::transport_error(&self.name, self.timeout, e))?;
+        let status = resp.status();
+        let retry_after = super::retry_after(resp.headers());
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| super::transport_error(&self.name, self.timeout, e))?;
+        if !status.is_success() {
+            return Err(BackendError::Status {
+                system: self.name.clone(),
+                endpoint: self.endpoint_label(method),
+                status: status.as_u16(),
+                retry_after,
+                detail: super::snippet(&bytes),
+            });
+        }
+        let root = xml::parse(&bytes).map_err(|e| {
+            self.protocol(
+                method,
+                format!("{e}; body starts: {}", super::snippet(&bytes)),
+            )
+        })?;
+        if let Some(e) = parse::api_error(&root) {
+            return Ok(Err(e));
+        }
+        if root.name != method {
+            return Err(self.protocol(
+                method,
+                format!("answer root is <{}>, expected <{method}>", root.name),
+            ));
+        }
+        Ok(Ok(root))
+    }
+
+    async fn resolve_hardware(
+        &self,
+        profiles: &[&parse::Profile],
+    ) -> Result<std::collections::HashMap<String, Element>, BackendError> {
+        let mut seen = HashSet::new();
+        let dns: Vec<String> = profiles
+            .iter()
+            .flat_map(|p| p.hardware_dns())
+            .filter(|dn| seen.insert(dn.clone()))
+            .collect();
+        if dns.is_empty() {
+            return Ok(Default::default());
+        }
+        let root = self
+            .query("configResolveDns", |cookie| resolve_dns_body(cookie, &dns))
+            .await?;
+        Ok(parse::objects_by_dn(&root))
+    }
+
+    fn endpoint_label(&self, method: &str) -> String {
+        format!("POST {} {method}", self.url.path())
+    }
+
+    fn protocol(&self, method: &str, detail: String) -> BackendError {
+        BackendError::Protocol {
+            system: self.name.clone(),
+            endpoint: self.endpoint_label(method),
+            detail,
+        }
+    }
+
+    fn api_failure(&self, method: &str, e: ApiError) -> BackendError {
+        self.protocol(method, format!("UCSM API error {e}"))
+    }
+
+    fn auth_error(&self, detail: String) -> BackendError {
+        BackendError::Auth {
+            system: self.name.clone(),
+            detail,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Ucsm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> SystemKind {
+        SystemKind::Ucsm
+    }
+
+    fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
+        if !PROFILE_NAME_LEN.contains(&name.as_str().len()) {
+            return Ok(Vec::new());
+        }
+        let root = self
+            .query("configResolveClass", |cookie| {
+                find_profile_body(cookie, name)
+            })
+            .await?;
+        let matches: Vec<parse::Profile> = parse::profiles(&root)
+            .into_iter()
+            .filter(|p| p.is_instance() && name.matches(&p.name))
+            .collect();
+        let (associated, unassociated): (Vec<_>, Vec<_>) =
+            matches.iter().partition(|p| p.pn_dn.is_some());
+        if associated.is_empty() {
+            return match unassociated.first() {
+                Some(p) => Err(BackendError::Unassigned {
+                    system: self.name.clone(),
+                    profile: p.dn.clone(),
+                }),
+                None => Ok(Vec::new()),
+            };
+        }
+        for p in &unassociated {
+            tracing::debug!(system = %self.name, profile = %p.dn, "ignoring unassociated service profile with the same name");
+        }
+        let hardware = self.resolve_hardware(&associated).await?;
+        Ok(associated
+            .iter()
+            .map(|p| parse::record(p, &hardware, &self.name))
+            .collect())
+    }
+
+    async fn logout(&self) {
+        let Some(session) = self.session.lock().await.current.take() else {
+            return;
+        };
+        let body = format!(
+            r#"<aaaLogout inCookie="{}" />"#,
+            escape_attr(session.cookie.expose_secret())
+        );
+        match self.post("aaaLogout", body).await {
+            Ok(Ok(_)) => tracing::debug!(system = %self.name, "logged out of UCS Manager"),
+            // 555 = the session was already gone: the goal is reached.
+            Ok(Err(e)) if e.code == "555" => {}
+            Ok(Err(e)) => tracing::warn!(system = %self.name, error = %e, "UCSM logout refused"),
+            Err(e) => tracing::warn!(system = %self.name, error = %e, "UCSM logout failed"),
+        }
+    }
+}
+
+/// `https://ucs.example/` → `https://ucs.example/nuova` (a path in the endpoint is kept).
+fn api_url(endpoint: &Url) -> Url {
+    let mut url = endpoint.clone();
+    let path = url.path().trim_end_matches('/');
+    if !path.ends_with("/nuova") {
+        let joined = format!("{path}/nuova");
+        url.set_path(&joined);
+    }
+    url
+}
+
+/// An anchored regex matching exactly `name` in any letter case: each letter becomes a
+/// `[Xx]` class (as ucsmsdk's `flag="I"` does) and `.` is escaped. The other characters a
+/// [`ServerName`] may hold (`-`, `_`, `:`, digits) are literal outside brackets.
+fn case_insensitive_regex(name: &ServerName) -> String {
+    let mut re = String::with_capacity(name.as_str().len() * 4 + 2);
+    re.push('^');
+    for c in name.as_str().chars() {
+        match c {
+            c if c.is_ascii_alphabetic() => {
+                re.push('[');
+                re.push(c.to_ascii_uppercase());
+                re.push(c.to_ascii_lowercase());
+                re.push(']');
+            }
+            '.' => re.push_str("\\."),
+            c => re.push(c),
+        }
+    }
+    re.push('$');
+    re
+}
+
+fn find_profile_body(cookie: &str, name: &ServerName) -> String {
+    format!(
+        concat!(
+            r#"<configResolveClass cookie="{}" classId="lsServer" inHierarchical="true">"#,
+            r#"<inFilter><and>"#,
+            r#"<wcard class="lsServer" property="name" value="{}" />"#,
+            r#"<eq class="lsServer" property="type" value="instance" />"#,
+            r#"</and></inFilter></configResolveClass>"#
+        ),
+        escape_attr(cookie),
+        escape_attr(&case_insensitive_regex(name))
+    )
+}
+
+fn resolve_dns_body(cookie: &str, dns: &[String]) -> String {
+    let mut body = format!(
+        r#"<configResolveDns cookie="{}" inHierarchical="false"><inDns>"#,
+        escape_attr(cookie)
+    );
+    for dn in dns {
+        body.push_str(&format!(r#"<dn value="{}" />"#, escape_attr(dn)));
+    }
+    body.push_str("</inDns></configResolveDns>");
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> ServerName {
+        ServerName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn regex_is_anchored_case_insensitive_and_escapes_dots() {
+        assert_eq!(
+            case_insensitive_regex(&name("Web-01.a_b:c")),
+            r"^[Ww][Ee][Bb]-01\.[Aa]_[Bb]:[Cc]$"
+        );
+        assert_eq!(case_insensitive_regex(&name("42")), "^42$");
+    }
+
+    #[test]
+    fn request_bodies_parse_and_carry_the_values() {
+        let body = find_profile_body("1/a&b", &name("web.01"));
+        let root = xml::parse(body.as_bytes()).unwrap();
+        assert_eq!(root.name, "configResolveClass");
+        assert_eq!(root.attr("cookie"), Some("1/a&b"));
+        assert_eq!(root.attr("inHierarchical"), Some("true"));
+        let and = root.child("inFilter").and_then(|f| f.child("and")).unwrap();
+        let wcard = and.child("wcard").unwrap();
+        assert_eq!(wcard.attr("property"), Some("name"));
+        assert_eq!(wcard.attr("value"), Some(r"^[Ww][Ee][Bb]\.01$"));
+        assert_eq!(
+            and.child("eq").and_then(|e| e.attr("value")),
+            Some("instance")
+        );
+
+        let body = resolve_dns_body("c", &["sys/rack-unit-1".into(), "x\"y".into()]);
+        let root = xml::parse(body.as_bytes()).unwrap();
+        let dns: Vec<_> = root
+            .child("inDns")
+            .unwrap()
+            .children
+            .iter()
+            .filter_map(|d| d.attr("value"))
+            .collect();
+        assert_eq!(dns, ["sys/rack-unit-1", "x\"y"]);
+    }
+
+    #[test]
+    fn api_url_appends_nuova_once() {
+        for (base, want) in [
+            ("https://ucs.example", "https://ucs.example/nuova"),
+            ("https://ucs.example/", "https://ucs.example/nuova"),
+            (
+                "http://10.0.0.1:8080/ucsm/",
+                "http://10.0.0.1:8080/ucsm/nuova",
+            ),
+            ("https://ucs.example/nuova", "https://ucs.example/nuova"),
+        ] {
+            assert_eq!(api_url(&Url::parse(base).unwrap()).as_str(), want);
+        }
+    }
+}
