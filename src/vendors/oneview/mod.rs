@@ -1,0 +1,191 @@
+//! HPE OneView backend (see `vendor-notes/oneview.md`).
+//!
+//! Per lookup, with a live session: one `GET /rest/server-profiles?filter="name='X'"` (more only
+//! if the appliance pages the matches), then one `GET <serverHardwareUri>` per matching profile.
+//! The session is created lazily by the first lookup, shared by all of them, and renewed once
+//! when the appliance answers 401.
+
+mod parse;
+mod session;
+
+use async_trait::async_trait;
+use futures::future::try_join_all;
+use secrecy::SecretString;
+use url::Url;
+
+use super::{Backend, BackendError};
+use crate::config::SystemConfig;
+use crate::domain::{ServerName, ServerRecord, SystemKind};
+use parse::{HardwareFacts, Profile};
+use session::Sessions;
+
+pub use parse::name_filter;
+
+/// `X-API-Version` when the config does not pin one: 4000 is OneView 7.0. Appliances accept
+/// every version from their `minimumVersion` up to their own, so this works with 7.0 and later;
+/// older appliances need `api_version` set (e.g. 2000 for 5.40).
+pub const DEFAULT_API_VERSION: u32 = 4000;
+
+const PROFILES_KEY: &str = "GET /rest/server-profiles";
+const HARDWARE_KEY: &str = "GET /rest/server-hardware/{id}";
+
+pub struct OneView {
+    name: String,
+    endpoint: Url,
+    page_size: u32,
+    max_pages: u32,
+    sessions: Sessions,
+}
+
+impl OneView {
+    pub fn new(
+        sys: &SystemConfig,
+        http: reqwest::Client,
+        password: SecretString,
+    ) -> Result<Self, BackendError> {
+        if sys.endpoint.cannot_be_a_base() {
+            return Err(BackendError::Config {
+                system: sys.name.clone(),
+                detail: format!("endpoint {} cannot carry a path", sys.endpoint),
+            });
+        }
+        Ok(Self {
+            name: sys.name.clone(),
+            endpoint: sys.endpoint.clone(),
+            page_size: sys.page_size,
+            max_pages: sys.max_pages,
+            sessions: Sessions {
+                system: sys.name.clone(),
+                endpoint: sys.endpoint.clone(),
+                http,
+                username: sys.username.clone(),
+                password,
+                login_domain: sys.login_domain.clone().filter(|d| !d.is_empty()),
+                api_version: sys.api_version.unwrap_or(DEFAULT_API_VERSION),
+                timeout: sys.timeout,
+                state: Default::default(),
+            },
+        })
+    }
+
+    fn protocol(&self, endpoint: &str, detail: String) -> BackendError {
+        BackendError::Protocol {
+            system: self.name.clone(),
+            endpoint: endpoint.to_owned(),
+            detail,
+        }
+    }
+
+    /// Every profile the appliance returns for the name filter, pages followed, re-checked here.
+    async fn candidates(&self, name: &ServerName) -> Result<Vec<Profile>, BackendError> {
+        let mut path = parse::first_page_path(name.as_str(), self.page_size).ok_or_else(|| {
+            self.protocol(
+                PROFILES_KEY,
+                format!("{name:?} cannot be expressed in a OneView filter"),
+            )
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        let mut members = Vec::new();
+        for _ in 0..self.max_pages {
+            seen.insert(path.clone());
+            let body = self.sessions.get(&path, PROFILES_KEY).await?;
+            let page = parse::profile_page(&body).map_err(|d| self.protocol(PROFILES_KEY, d))?;
+            members.extend(page.members);
+            // An empty page with a next link is not the end (the appliance may cut pages short).
+            match page.next_page_uri {
+                None => return Ok(parse::select_candidates(members, name)),
+                Some(next) if seen.contains(&next) => {
+                    return Ok(parse::select_candidates(members, name))
+                }
+                Some(next) if !parse::valid_next_page(&next) => {
+                    return Err(self.protocol(
+                        PROFILES_KEY,
+                        format!("nextPageUri {next:?} leaves the profile collection"),
+                    ))
+                }
+                Some(next) => path = next,
+            }
+        }
+        // Returning what was collected could hide a match on a later page.
+        Err(self.protocol(
+            PROFILES_KEY,
+            format!(
+                "more than max_pages = {} pages of profiles named {name:?}",
+                self.max_pages
+            ),
+        ))
+    }
+
+    async fn hardware(&self, profile: &Profile) -> Result<Option<HardwareFacts>, BackendError> {
+        let Some(uri) = profile.server_hardware_uri.as_deref() else {
+            return Ok(None);
+        };
+        if !parse::valid_hardware_path(uri) {
+            return Err(self.protocol(
+                PROFILES_KEY,
+                format!("serverHardwareUri {uri:?} is not a /rest/server-hardware/<id> path"),
+            ));
+        }
+        let body = self.sessions.get(uri, HARDWARE_KEY).await?;
+        parse::hardware(&body)
+            .map(Some)
+            .map_err(|d| self.protocol(HARDWARE_KEY, d))
+    }
+
+    async fn record(&self, profile: Profile) -> Result<ServerRecord, BackendError> {
+        let hw = self.hardware(&profile).await?.unwrap_or_default();
+        let (nics, boot_mac) =
+            parse::profile_nics(&profile).map_err(|d| self.protocol(PROFILES_KEY, d))?;
+        let (Some(name), Some(uri)) = (profile.name, profile.uri) else {
+            return Err(self.protocol(PROFILES_KEY, "profile without name or uri".into()));
+        };
+        Ok(ServerRecord {
+            name,
+            vendor: SystemKind::Oneview.vendor(),
+            system: SystemKind::Oneview,
+            system_name: self.name.clone(),
+            system_id: uri,
+            bmc: hw.bmc,
+            nics,
+            boot_mac,
+            serial_number: hw.serial_number,
+            model: hw.model,
+            power_state: hw.power_state,
+            fetched_at: chrono::Utc::now(),
+            stale: false,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for OneView {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> SystemKind {
+        SystemKind::Oneview
+    }
+
+    fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
+        let mut candidates = self.candidates(name).await?;
+        if candidates.len() == 1 && candidates[0].server_hardware_uri.is_none() {
+            let profile = candidates.remove(0);
+            return Err(BackendError::Unassigned {
+                system: self.name.clone(),
+                profile: profile.name.unwrap_or_else(|| name.to_string()),
+            });
+        }
+        // Ambiguous matches are all returned (with whatever hardware each has) so that the
+        // caller can list them; an unassigned one among them simply has no BMC.
+        try_join_all(candidates.into_iter().map(|p| self.record(p))).await
+    }
+
+    async fn logout(&self) {
+        self.sessions.logout().await;
+    }
+}
