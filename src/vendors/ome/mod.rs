@@ -1,0 +1,452 @@
+//! Dell OpenManage Enterprise (OME) over its OData REST API.
+//!
+//! Lookup rules (see `vendor-notes/ome.md`):
+//! - The name is a server **profile** name first: `GET /api/ProfileService/Profiles?$filter=
+//!   ProfileName eq '<name>'`. A profile bound to a device (`TargetId > 0`) gives the device
+//!   Id; a profile in state 1 (reserved for a service tag) is resolved with `Devices?$filter=
+//!   Identifier eq '<TargetName>'`; an unbound profile is [`BackendError::Unassigned`].
+//! - No profile of that name: the name is tried as a **device name** (`DeviceName eq`), since
+//!   many OME installations never use profiles. Only servers (`Type` 1000) count.
+//! - Every `eq` result is compared case-insensitively on our side, because OME's own `eq`
+//!   semantics are undocumented.
+//! - Cost after login: a server found by profile = 3 calls (profile query, then the device and
+//!   its NIC inventory concurrently); by service tag or device name = 3 (query, which returns
+//!   the device, then the inventory); a miss = 2 (profile query, device-name query).
+//! - `system_id` is the device's OData id, `/api/DeviceService/Devices(<Id>)`: it exists on
+//!   every path (a device found by name has no profile) and is what the NIC/BMC data describes.
+//! - `name` is the `ProfileName`, or the `DeviceName` when found by device name.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::future::try_join_all;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use url::Url;
+
+use super::{retry_after, snippet, transport_error, Backend, BackendError};
+use crate::config::SystemConfig;
+use crate::domain::{Nic, ServerName, ServerRecord, SystemKind, Vendor};
+
+pub mod odata;
+pub mod parse;
+
+use parse::{Device, Profile, ProfileTarget};
+
+const SESSIONS: &str = "/api/SessionService/Sessions";
+const PROFILES: &str = "/api/ProfileService/Profiles";
+const DEVICES: &str = "/api/DeviceService/Devices";
+
+pub struct Ome {
+    name: String,
+    endpoint: Url,
+    /// The endpoint without a trailing `/`, so `base + "/api/…"` is always one slash.
+    base: String,
+    http: reqwest::Client,
+    username: String,
+    password: SecretString,
+    timeout: Duration,
+    page_size: u32,
+    max_pages: u32,
+    session: RwLock<Option<Arc<Session>>>,
+    /// Held while logging in, so concurrent lookups share one login (single flight).
+    login: tokio::sync::Mutex<()>,
+}
+
+struct Session {
+    token: SecretString,
+    /// Needed for logout; OME's session Id is not the token.
+    id: Option<String>,
+}
+
+/// A call's outcome when the session may have to be renewed.
+enum Reply {
+    Body(Vec<u8>),
+    Unauthorized,
+}
+
+impl Ome {
+    pub fn new(
+        sys: &SystemConfig,
+        http: reqwest::Client,
+        password: SecretString,
+    ) -> Result<Self, BackendError> {
+        Ok(Self {
+            name: sys.name.clone(),
+            endpoint: sys.endpoint.clone(),
+            base: sys.endpoint.as_str().trim_end_matches('/').to_owned(),
+            http,
+            username: sys.username.clone(),
+            password,
+            timeout: sys.timeout,
+            page_size: sys.page_size,
+            max_pages: sys.max_pages,
+            session: RwLock::new(None),
+            login: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn current_session(&self) -> Option<Arc<Session>> {
+        self.session
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn store_session(&self, session: Option<Arc<Session>>) -> Option<Arc<Session>> {
+        let mut slot = self
+            .session
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        std::mem::replace(&mut *slot, session)
+    }
+
+    /// The shared session, logging in if there is none.
+    async fn session(&self) -> Result<Arc<Session>, BackendError> {
+        if let Some(s) = self.current_session() {
+            return Ok(s);
+        }
+        let _guard = self.login.lock().await;
+        if let Some(s) = self.current_session() {
+            return Ok(s);
+        }
+        self.login_now().await
+    }
+
+    /// A new session replacing `rejected`, unless another lookup already replaced it.
+    async fn renew(&self, rejected: &Arc<Session>) -> Result<Arc<Session>, BackendError> {
+        let _guard = self.login.lock().await;
+        if let Some(s) = self.current_session().filter(|s| !Arc::ptr_eq(s, rejected)) {
+            return Ok(s);
+        }
+        self.login_now().await
+    }
+
+    async fn login_now(&self) -> Result<Arc<Session>, BackendError> {
+        let key = "POST /api/SessionService/Sessions";
+        let body = serde_json::json!({
+            "UserName": self.username,
+            "Password": self.password.expose_secret(),
+            "SessionType": "API",
+        });
+        let resp = self
+            .http
+            .post(format!("{}{SESSIONS}", self.base))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, self.timeout, e))?;
+        let status = resp.status();
+        let token = resp
+            .headers()
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(|t| SecretString::from(t.to_owned()));
+        let headers = resp.headers().clone();
+        let bytes = self.read_body(resp).await?;
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(BackendError::Auth {
+                system: self.name.clone(),
+                detail: format!(
+                    "login refused (HTTP {}): {}",
+                    status.as_u16(),
+                    detail(&bytes)
+                ),
+            });
+        }
+        if !status.is_success() {
+            return Err(self.status_error(key, status, &headers, &bytes));
+        }
+        let token = token.ok_or_else(|| self.protocol(key, "login answer without X-Auth-Token"))?;
+        let id = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("Id")?.as_str().map(str::to_owned));
+        if id.is_none() {
+            tracing::warn!(system = %self.name, "OME session without an Id; logout will be skipped");
+        }
+        tracing::debug!(system = %self.name, "logged in to OME");
+        let session = Arc::new(Session { token, id });
+        self.store_session(Some(session.clone()));
+        Ok(session)
+    }
+
+    async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, BackendError> {
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| transport_error(&self.name, self.timeout, e))
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        key: &str,
+        url: &str,
+        session: &Session,
+    ) -> Result<Reply, BackendError> {
+        let resp = self
+            .http
+            .request(method, url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("X-Auth-Token", session.token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| transport_error(&self.name, self.timeout, e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = self.read_body(resp).await?;
+        match status {
+            StatusCode::UNAUTHORIZED => Ok(Reply::Unauthorized),
+            s if s.is_success() => Ok(Reply::Body(bytes)),
+            s => Err(self.status_error(key, s, &headers, &bytes)),
+        }
+    }
+
+    /// GET with the shared session; on 401 one new login and one retry.
+    async fn get_json(&self, key: &str, url: &str) -> Result<Value, BackendError> {
+        let session = self.session().await?;
+        let bytes = match self.send(Method::GET, key, url, &session).await? {
+            Reply::Body(b) => b,
+            Reply::Unauthorized => {
+                tracing::info!(system = %self.name, "OME session rejected; logging in again");
+                let renewed = self.renew(&session).await?;
+                match self.send(Method::GET, key, url, &renewed).await? {
+                    Reply::Body(b) => b,
+                    Reply::Unauthorized => {
+                        return Err(BackendError::Auth {
+                            system: self.name.clone(),
+                            detail: format!("{key}: HTTP 401 right after a fresh login"),
+                        })
+                    }
+                }
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.protocol(key, &format!("not JSON ({e}): {}", snippet(&bytes))))
+    }
+
+    /// Every item of a filtered collection, paging with explicit `$top`/`$skip` (OME's
+    /// nextLink drops the filter) until `@odata.count`, a short page or `max_pages`.
+    async fn query_eq(
+        &self,
+        path: &str,
+        prop: &str,
+        value: &str,
+    ) -> Result<Vec<Value>, BackendError> {
+        let key = format!("GET {path}");
+        let filter = odata::filter_param(prop, value);
+        let top = self.page_size;
+        let mut items = Vec::new();
+        let mut received: u64 = 0;
+        for _ in 0..self.max_pages {
+            let url = format!(
+                "{}{path}?{}",
+                self.base,
+                odata::page_query(&filter, top, received)
+            );
+            let page = parse::collection(self.get_json(&key, &url).await?)
+                .map_err(|d| self.protocol(&key, &d))?;
+            let len = page.items.len() as u64;
+            received += len;
+            items.extend(page.items);
+            if len == 0 || len < u64::from(top) || page.count.is_some_and(|c| received >= c) {
+                return Ok(items);
+            }
+        }
+        tracing::warn!(system = %self.name, %key, max_pages = self.max_pages,
+            "stopped paging at max_pages; the answer may be incomplete");
+        Ok(items)
+    }
+
+    async fn profiles_named(&self, name: &ServerName) -> Result<Vec<Profile>, BackendError> {
+        let items = self
+            .query_eq(PROFILES, "ProfileName", name.as_str())
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(parse::profile)
+            .filter(|p| name.matches(&p.name))
+            .collect())
+    }
+
+    async fn devices_where(
+        &self,
+        prop: &str,
+        value: &str,
+        keep: impl Fn(&Device) -> bool,
+    ) -> Result<Vec<Device>, BackendError> {
+        let key = format!("GET {DEVICES}");
+        let items = self.query_eq(DEVICES, prop, value).await?;
+        let devices = items
+            .iter()
+            .map(parse::device)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| self.protocol(&key, &d))?;
+        Ok(devices.into_iter().filter(keep).collect())
+    }
+
+    async fn device(&self, id: i64) -> Result<Device, BackendError> {
+        let key = "GET /api/DeviceService/Devices({id})";
+        let body = self
+            .get_json(key, &format!("{}{DEVICES}({id})", self.base))
+            .await?;
+        parse::device(&body).map_err(|d| self.protocol(key, &d))
+    }
+
+    async fn nics(&self, id: i64) -> Result<Vec<Nic>, BackendError> {
+        let key = "GET /api/DeviceService/Devices({id})/InventoryDetails";
+        let url = format!(
+            "{}{DEVICES}({id})/InventoryDetails('serverNetworkInterfaces')",
+            self.base
+        );
+        let body = self.get_json(key, &url).await?;
+        parse::network_interfaces(&body).map_err(|d| self.protocol(key, &d))
+    }
+
+    async fn record_for_profile(&self, profile: &Profile) -> Result<ServerRecord, BackendError> {
+        let device = match profile.target() {
+            ProfileTarget::Device(id) => {
+                let (device, nics) = tokio::try_join!(self.device(id), self.nics(id))?;
+                return Ok(self.record(profile.name.clone(), device, nics));
+            }
+            ProfileTarget::ServiceTag(tag) => self
+                .devices_where("Identifier", &tag, |d| d.has_tag(&tag))
+                .await?
+                .into_iter()
+                .next()
+                // Reserved for hardware OME has not discovered yet.
+                .ok_or_else(|| self.unassigned(profile))?,
+            ProfileTarget::Unassigned => return Err(self.unassigned(profile)),
+        };
+        let nics = self.nics(device.id).await?;
+        Ok(self.record(profile.name.clone(), device, nics))
+    }
+
+    async fn records_for_devices(
+        &self,
+        name: &ServerName,
+    ) -> Result<Vec<ServerRecord>, BackendError> {
+        let devices = self
+            .devices_where("DeviceName", name.as_str(), |d| {
+                d.is_server() && d.name.as_deref().is_some_and(|n| name.matches(n))
+            })
+            .await?;
+        try_join_all(devices.into_iter().map(|device| async move {
+            let nics = self.nics(device.id).await?;
+            let vendor_name = device.name.clone().unwrap_or_else(|| name.to_string());
+            Ok(self.record(vendor_name, device, nics))
+        }))
+        .await
+    }
+
+    fn record(&self, name: String, device: Device, nics: Vec<Nic>) -> ServerRecord {
+        ServerRecord {
+            name,
+            vendor: Vendor::Dell,
+            system: SystemKind::Ome,
+            system_name: self.name.clone(),
+            system_id: format!("{DEVICES}({})", device.id),
+            bmc: device.bmc,
+            boot_mac: parse::boot_mac(&nics),
+            nics,
+            serial_number: device.service_tag,
+            model: device.model,
+            power_state: device.power_state,
+            fetched_at: Utc::now(),
+            stale: false,
+        }
+    }
+
+    fn unassigned(&self, profile: &Profile) -> BackendError {
+        BackendError::Unassigned {
+            system: self.name.clone(),
+            profile: profile.name.clone(),
+        }
+    }
+
+    fn protocol(&self, endpoint: &str, detail: &str) -> BackendError {
+        BackendError::Protocol {
+            system: self.name.clone(),
+            endpoint: endpoint.to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    fn status_error(
+        &self,
+        endpoint: &str,
+        status: StatusCode,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) -> BackendError {
+        BackendError::Status {
+            system: self.name.clone(),
+            endpoint: endpoint.to_owned(),
+            status: status.as_u16(),
+            retry_after: retry_after(headers),
+            detail: detail(body),
+        }
+    }
+}
+
+/// OME's error message when the body is its error envelope, else the start of the body.
+fn detail(body: &[u8]) -> String {
+    parse::error_message(body).unwrap_or_else(|| snippet(body))
+}
+
+#[async_trait]
+impl Backend for Ome {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> SystemKind {
+        SystemKind::Ome
+    }
+
+    fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
+        let profiles = self.profiles_named(name).await?;
+        if profiles.is_empty() {
+            return self.records_for_devices(name).await;
+        }
+        let bound: Vec<&Profile> = profiles
+            .iter()
+            .filter(|p| p.target() != ProfileTarget::Unassigned)
+            .collect();
+        // An unbound profile names no server; it only matters when nothing else matched.
+        if bound.is_empty() {
+            return Err(self.unassigned(&profiles[0]));
+        }
+        try_join_all(bound.into_iter().map(|p| self.record_for_profile(p))).await
+    }
+
+    async fn logout(&self) {
+        let Some(session) = self.store_session(None) else {
+            return;
+        };
+        let Some(id) = session.id.as_deref() else {
+            return;
+        };
+        let key = "DELETE /api/SessionService/Sessions('{id}')";
+        let url = format!(
+            "{}{SESSIONS}('{}')",
+            self.base,
+            odata::encode_query_value(id)
+        );
+        match self.send(Method::DELETE, key, &url, &session).await {
+            Ok(Reply::Body(_)) => tracing::debug!(system = %self.name, "logged out of OME"),
+            Ok(Reply::Unauthorized) => {
+                tracing::debug!(system = %self.name, "OME session had already expired")
+            }
+            Err(e) => tracing::warn!(system = %self.name, error = %e, "OME logout failed"),
+        }
+    }
+}
