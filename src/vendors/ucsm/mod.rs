@@ -17,7 +17,7 @@
 //! HTTP status to retry on, and its codes do not say which are transient.
 
 mod parse;
-mod xml;
+pub(crate) mod xml;
 
 use std::collections::HashSet;
 use std::time::Duration;
