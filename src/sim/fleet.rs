@@ -140,7 +140,8 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 .map(|p| SimNic {
                     name: format!("eth{p}"),
                     mac: mac([0x00, 0x25, 0xb5], mask, i, p),
-                    boot: p == 0,
+                    // Boot policies do not always boot from the first vNIC.
+                    boot: p == usize::from(n % 6 == 5),
                 })
                 .collect();
             SimServer {
