@@ -39,8 +39,8 @@ pub(super) struct State {
     /// Held while logging in or out, so concurrent lookups wait for one login instead of each
     /// starting their own.
     gate: tokio::sync::Mutex<Gate>,
-    /// Incremented under the gate at each login attempt; a waiter that sees it change while it
-    /// queued shares that attempt's outcome rather than retrying at once.
+    /// Login attempts finished (under the gate). A lookup that queued while one was running
+    /// shares its failure instead of hammering a refusing appliance with its own attempt.
     attempts: AtomicU64,
     generation: AtomicU64,
 }
@@ -155,9 +155,10 @@ impl Sessions {
                 return Err(duplicate(e));
             }
         }
-        self.state.attempts.fetch_add(1, Ordering::SeqCst);
         self.replace_current(None);
-        match self.login().await {
+        let outcome = self.login().await;
+        self.state.attempts.fetch_add(1, Ordering::SeqCst);
+        match outcome {
             Ok(id) => {
                 let generation = self.state.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 let session = Arc::new(Session { id, generation });
@@ -285,51 +286,7 @@ fn summary(body: &[u8]) -> String {
     parse::error_summary(body).unwrap_or_else(|| snippet(body))
 }
 
-/// `BackendError` is not `Clone`; lookups that waited on a failed login get their own copy.
+/// Lookups that waited on a failed login each get their own copy of its error.
 fn duplicate(e: &BackendError) -> BackendError {
-    use BackendError as E;
-    match e {
-        E::Connect { system, detail } => E::Connect {
-            system: system.clone(),
-            detail: detail.clone(),
-        },
-        E::Timeout { system, timeout } => E::Timeout {
-            system: system.clone(),
-            timeout: *timeout,
-        },
-        E::Status {
-            system,
-            endpoint,
-            status,
-            retry_after,
-            detail,
-        } => E::Status {
-            system: system.clone(),
-            endpoint: endpoint.clone(),
-            status: *status,
-            retry_after: *retry_after,
-            detail: detail.clone(),
-        },
-        E::Auth { system, detail } => E::Auth {
-            system: system.clone(),
-            detail: detail.clone(),
-        },
-        E::Protocol {
-            system,
-            endpoint,
-            detail,
-        } => E::Protocol {
-            system: system.clone(),
-            endpoint: endpoint.clone(),
-            detail: detail.clone(),
-        },
-        E::Unassigned { system, profile } => E::Unassigned {
-            system: system.clone(),
-            profile: profile.clone(),
-        },
-        E::Config { system, detail } => E::Config {
-            system: system.clone(),
-            detail: detail.clone(),
-        },
-    }
+    e.clone()
 }
