@@ -238,29 +238,46 @@ fn management_entry(i: usize, k: usize, server: &SimServer, address: &str) -> Va
     })
 }
 
+struct Card {
+    id: String,
+    ports: Vec<Port>,
+}
+
+struct Port {
+    id: String,
+    partitions: Vec<Value>,
+}
+
 /// `InventoryInfo` of `serverNetworkInterfaces`: cards → ports → partitions.
 fn nic_inventory(server: &SimServer) -> Vec<Value> {
-    let mut cards: Vec<(String, Vec<(String, Vec<Value>)>)> = Vec::new();
+    let mut cards: Vec<Card> = Vec::new();
     for nic in &server.nics {
         let (card_id, port_id) = fqdd_parents(&nic.name);
-        if cards.last().map_or(true, |(id, _)| *id != card_id) {
-            cards.push((card_id, Vec::new()));
+        if cards.last().map_or(true, |c| c.id != card_id) {
+            cards.push(Card {
+                id: card_id,
+                ports: Vec::new(),
+            });
         }
-        let Some((_, ports)) = cards.last_mut() else {
+        let Some(card) = cards.last_mut() else {
             continue;
         };
-        if ports.last().map_or(true, |(id, _)| *id != port_id) {
-            ports.push((port_id, Vec::new()));
+        if card.ports.last().map_or(true, |p| p.id != port_id) {
+            card.ports.push(Port {
+                id: port_id,
+                partitions: Vec::new(),
+            });
         }
-        if let Some((_, parts)) = ports.last_mut() {
-            parts.push(partition_json(&nic.name, &nic.mac.to_ascii_uppercase()));
+        if let Some(port) = card.ports.last_mut() {
+            port.partitions
+                .push(partition_json(&nic.name, &nic.mac.to_ascii_uppercase()));
         }
     }
     cards
         .into_iter()
-        .map(|(card_id, ports)| {
-            let ports: Vec<Value> = ports.into_iter().map(port_json).collect();
-            json!({"NicId": card_id, "VendorName": "Broadcom Corp", "Ports": ports})
+        .map(|card| {
+            let ports: Vec<Value> = card.ports.into_iter().map(port_json).collect();
+            json!({"NicId": card.id, "VendorName": "Broadcom Corp", "Ports": ports})
         })
         .collect()
 }
@@ -276,19 +293,20 @@ fn fqdd_parents(name: &str) -> (String, String) {
     }
 }
 
-fn port_json((port_id, partitions): (String, Vec<Value>)) -> Value {
-    let first_mac = partitions
+fn port_json(port: Port) -> Value {
+    let first_mac = port
+        .partitions
         .first()
         .and_then(|p| p.get("PermanentMacAddress"))
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
     json!({
-        "PortId": port_id,
+        "PortId": port.id,
         "ProductName": format!("Broadcom Adv. Dual 25Gb Ethernet - {first_mac}"),
         "LinkStatus": "Up",
         "LinkSpeed": 25000,
-        "Partitions": partitions,
+        "Partitions": port.partitions,
     })
 }
 
