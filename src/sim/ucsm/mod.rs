@@ -170,89 +170,108 @@ impl UcsmSim {
     }
 
     fn query(&self, req: &Element, cookie: &str) -> Result<String, String> {
-        let hierarchical = req.attr("inHierarchical") == Some("true");
+        if req.name == "aaaKeepAlive" {
+            return Ok(format!(
+                r#"<aaaKeepAlive cookie="{}" response="yes"> </aaaKeepAlive>"#,
+                escape_attr(cookie)
+            ));
+        }
+        let answer = self.select(req)?;
+        Ok(self.render(req, cookie, &answer))
+    }
+
+    /// Which objects a query method asks for.
+    fn select<'a>(&self, req: &'a Element) -> Result<Answer<'a>, String> {
         let filter = in_filter(req)?;
         let m = &self.model;
-        let (echo, plural, found, unresolved): (Vec<(&str, &str)>, bool, Vec<usize>, Vec<&str>) =
-            match req.name.as_str() {
-                "aaaKeepAlive" => {
-                    return Ok(format!(
-                        r#"<aaaKeepAlive cookie="{}" response="yes"> </aaaKeepAlive>"#,
-                        escape_attr(cookie)
-                    ))
+        let mut answer = Answer::default();
+        match req.name.as_str() {
+            "configResolveClass" => {
+                let class = required(req, "classId")?;
+                answer.echo.push(("classId", class));
+                answer.found = m.class_query(class, filter.as_ref());
+            }
+            "configResolveClasses" => {
+                answer.found = list(req, "inIds")
+                    .flat_map(|c| m.class_query(c, None))
+                    .collect();
+            }
+            "configResolveDn" => {
+                let dn = required(req, "dn")?;
+                answer.echo.push(("dn", dn));
+                answer.single = true;
+                answer.found = m.get(dn).into_iter().collect();
+            }
+            "configResolveDns" => {
+                for dn in list(req, "inDns") {
+                    match m.get(dn) {
+                        Some(i) => answer.found.push(i),
+                        None => answer.unresolved.push(dn),
+                    }
                 }
-                "configResolveClass" => {
-                    let class = required(req, "classId")?;
-                    let found = m.class_query(class, filter.as_ref());
-                    (vec![("classId", class)], true, found, vec![])
-                }
-                "configResolveClasses" => {
-                    let found = list(req, "inIds")
-                        .flat_map(|c| m.class_query(c, None))
-                        .collect();
-                    (vec![], true, found, vec![])
-                }
-                "configResolveDn" => {
-                    let dn = required(req, "dn")?;
-                    (
-                        vec![("dn", dn)],
-                        false,
-                        m.get(dn).into_iter().collect(),
-                        vec![],
-                    )
-                }
-                "configResolveDns" => {
-                    let (found, missing): (Vec<_>, Vec<_>) =
-                        list(req, "inDns").partition(|dn| m.get(dn).is_some());
-                    let found = found.iter().filter_map(|dn| m.get(dn)).collect();
-                    (vec![], true, found, missing)
-                }
-                "configResolveChildren" => {
-                    let dn = required(req, "inDn")?;
-                    let class = req.attr("classId").filter(|c| !c.is_empty());
-                    let found = m.children_query(dn, class, filter.as_ref(), false);
-                    (
-                        vec![("classId", class.unwrap_or("")), ("inDn", dn)],
-                        true,
-                        found,
-                        vec![],
-                    )
-                }
-                // configScope
-                _ => {
-                    let dn = required(req, "dn")?;
-                    let class = req.attr("inClass").filter(|c| !c.is_empty());
-                    let recursive = req.attr("inRecursive") == Some("true");
-                    let found = m.children_query(dn, class, filter.as_ref(), recursive);
-                    (vec![("dn", dn)], true, found, vec![])
-                }
-            };
-        let mut out = String::with_capacity(512 + found.len() * 2048);
+            }
+            "configResolveChildren" => {
+                let dn = required(req, "inDn")?;
+                let class = req.attr("classId").filter(|c| !c.is_empty());
+                answer
+                    .echo
+                    .extend([("classId", class.unwrap_or("")), ("inDn", dn)]);
+                answer.found = m.children_query(dn, class, filter.as_ref(), false);
+            }
+            _ => {
+                // configScope: a subtree, optionally recursive.
+                let dn = required(req, "dn")?;
+                let class = req.attr("inClass").filter(|c| !c.is_empty());
+                let recursive = req.attr("inRecursive") == Some("true");
+                answer.echo.push(("dn", dn));
+                answer.found = m.children_query(dn, class, filter.as_ref(), recursive);
+            }
+        }
+        Ok(answer)
+    }
+
+    fn render(&self, req: &Element, cookie: &str, answer: &Answer<'_>) -> String {
+        let hierarchical = req.attr("inHierarchical") == Some("true");
+        let mut out = String::with_capacity(512 + answer.found.len() * 2048);
         out.push('<');
         out.push_str(&req.name);
-        for (k, v) in echo.iter().filter(|(_, v)| !v.is_empty()) {
+        for (k, v) in answer.echo.iter().filter(|(_, v)| !v.is_empty()) {
             out.push_str(&format!(" {k}=\"{}\"", escape_attr(v)));
         }
         out.push_str(&format!(
             r#" cookie="{}" response="yes">"#,
             escape_attr(cookie)
         ));
-        let wrapper = if plural { "outConfigs" } else { "outConfig" };
+        let wrapper = if answer.single {
+            "outConfig"
+        } else {
+            "outConfigs"
+        };
         out.push_str(&format!("<{wrapper}>"));
-        for idx in found {
-            m.render(idx, hierarchical, &mut out);
+        for idx in &answer.found {
+            self.model.render(*idx, hierarchical, &mut out);
         }
         out.push_str(&format!("</{wrapper}>"));
         if req.name == "configResolveDns" {
             out.push_str("<outUnresolved>");
-            for dn in unresolved {
+            for dn in &answer.unresolved {
                 out.push_str(&format!(r#"<dn value="{}"/>"#, escape_attr(dn)));
             }
             out.push_str("</outUnresolved>");
         }
         out.push_str(&format!("</{}>", req.name));
-        Ok(out)
+        out
     }
+}
+
+/// The objects a query selected, and what the answer element echoes back.
+#[derive(Default)]
+struct Answer<'a> {
+    echo: Vec<(&'static str, &'a str)>,
+    /// `configResolveDn` answers in a singular `<outConfig>`.
+    single: bool,
+    found: Vec<usize>,
+    unresolved: Vec<&'a str>,
 }
 
 fn in_filter(req: &Element) -> Result<Option<Filter>, String> {
