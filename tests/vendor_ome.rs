@@ -192,8 +192,12 @@ async fn cold_lookups_stay_within_three_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_match_case_insensitively() {
-    let servers = fleet::generate(SystemKind::Ome, 9, 5);
+    let mut servers = fleet::generate(SystemKind::Ome, 9, 5);
+    // Every punctuation character a ServerName allows, through the OData escaping.
+    servers[2].name = "Rack1.node_2:eth-9".into();
     let rig = start(servers.clone(), 8, false);
+    let got = rig.find("rack1.NODE_2:ETH-9").await.unwrap();
+    assert_eq!(got[0].name, "Rack1.node_2:eth-9");
     for i in [0, 4] {
         let got = rig.find(&servers[i].name.to_uppercase()).await.unwrap();
         assert_eq!(got.len(), 1);
@@ -439,4 +443,84 @@ async fn missing_or_expired_tokens_get_the_error_envelope() {
         .unwrap();
     assert_eq!(expired.status(), 401);
     rig.sim.stop().await;
+}
+
+/// An appliance that misbehaves on purpose: logs in fine, then answers every GET with `reply`.
+async fn broken_appliance(
+    reply: fn() -> actix_web::HttpResponse,
+) -> (
+    actix_web::dev::ServerHandle,
+    String,
+    Arc<std::sync::atomic::AtomicU64>,
+) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let logins = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = logins.clone();
+    let server = HttpServer::new(move || {
+        let counter = counter.clone();
+        App::new()
+            .route(
+                "/api/SessionService/Sessions",
+                web::post().to(move || {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async {
+                        HttpResponse::Created()
+                            .insert_header(("x-auth-token", "t0k3n"))
+                            .json(serde_json::json!({"Id": "s-1"}))
+                    }
+                }),
+            )
+            .default_service(web::to(move || async move { reply() }))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (handle, format!("http://{addr}"), logins)
+}
+
+fn backend_for(endpoint: &str) -> Arc<dyn Backend> {
+    let toml = format!(
+        "[[systems]]\nname = \"ome\"\nkind = \"ome\"\nendpoint = \"{endpoint}\"\nusername = \"admin\"\npassword = \"pw\"\n"
+    );
+    build_backend(&Config::from_toml_str(&toml).unwrap().systems[0]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_is_a_protocol_error() {
+    let (server, url, _) = broken_appliance(|| {
+        actix_web::HttpResponse::Ok()
+            .content_type("text/html")
+            .body("<html>maintenance</html>")
+    })
+    .await;
+    let err = backend_for(&url).find(&name("web01")).await.unwrap_err();
+    assert!(matches!(err, BackendError::Protocol { .. }), "{err:?}");
+
+    server.stop(false).await;
+    let (server, url, _) = broken_appliance(|| {
+        actix_web::HttpResponse::Ok().json(serde_json::json!({"@odata.count": 1}))
+    })
+    .await;
+    let err = backend_for(&url).find(&name("web01")).await.unwrap_err();
+    assert!(matches!(err, BackendError::Protocol { .. }), "{err:?}");
+    server.stop(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_401_after_a_fresh_login_is_an_auth_error() {
+    let (server, url, logins) =
+        broken_appliance(|| actix_web::HttpResponse::Unauthorized().finish()).await;
+    let err = backend_for(&url).find(&name("web01")).await.unwrap_err();
+    assert!(matches!(err, BackendError::Auth { .. }), "{err:?}");
+    assert_eq!(logins.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(
+        !format!("{err:?}").contains("t0k3n"),
+        "the token never reaches an error"
+    );
+    server.stop(false).await;
 }
