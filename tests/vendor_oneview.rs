@@ -360,3 +360,112 @@ async fn tls_verifies_with_the_ca_bundle_and_fails_without() {
     assert!(matches!(err, BackendError::Connect { .. }), "{err:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The simulator's own protocol rules, as a raw client sees them.
+#[tokio::test]
+async fn simulator_speaks_oneview_on_the_wire() {
+    let fleet = vec![
+        server("web-01", 1, true),
+        server("WEB-01", 2, true),
+        server("db 01", 3, true),
+    ];
+    let sim = start(fleet);
+    let http = reqwest::Client::new();
+    let url = |p: &str| sim.base_url.join(p).unwrap();
+    let v: serde_json::Value = http
+        .get(url("/rest/version"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["currentVersion"], 8600);
+
+    let login = |version: &'static str| {
+        http.post(url("/rest/login-sessions"))
+            .header("X-API-Version", version)
+            .json(&serde_json::json!({"userName": "admin", "password": "sim-password", "loginMsgAck": true}))
+            .send()
+    };
+    assert_eq!(login("99999").await.unwrap().status(), 412);
+    let body: serde_json::Value = login("4000").await.unwrap().json().await.unwrap();
+    let token = body["sessionID"].as_str().unwrap().to_owned();
+
+    let get = |path: &str, auth: Option<&str>| {
+        let mut req = http.get(url(path)).header("X-API-Version", "4000");
+        if let Some(a) = auth {
+            req = req.header("auth", a);
+        }
+        req.send()
+    };
+    let status = |path: &'static str| {
+        let token = token.clone();
+        let get = &get;
+        async move { get(path, Some(&token)).await.unwrap().status().as_u16() }
+    };
+    let denied = get("/rest/server-profiles", None).await.unwrap();
+    assert_eq!(denied.status(), 401);
+    let denied: serde_json::Value = denied.json().await.unwrap();
+    assert_eq!(denied["errorCode"], "AUTHORIZATION");
+    assert_eq!(
+        status("/rest/server-profiles?filter=%22name%3D%27x%22").await,
+        400
+    );
+    assert_eq!(
+        status("/rest/server-profiles?filter=name%3D%27x").await,
+        400
+    );
+    assert_eq!(status("/rest/no-such-thing").await, 404);
+    assert_eq!(status("/rest/server-hardware/nope").await, 404);
+    let no_version = http
+        .get(url("/rest/server-profiles"))
+        .header("auth", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_version.status(), 404);
+
+    // Go-SDK style '+' for spaces; case-sensitive `==`; pages with relative links.
+    let page = |path: String| {
+        let token = token.clone();
+        let get = &get;
+        async move {
+            let r = get(&path, Some(&token)).await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let db = page("/rest/server-profiles?filter=\"name='db+01'\"".into()).await;
+    assert_eq!(db["total"], 1);
+    assert_eq!(db["members"][0]["name"], "db 01");
+    let cs = page("/rest/server-profiles?filter=%22name%3D%3D%27web-01%27%22".into()).await;
+    assert_eq!(cs["total"], 1);
+    let first =
+        page("/rest/server-profiles?start=0&count=1&filter=%22name%3D%27WeB-01%27%22".into()).await;
+    assert_eq!(
+        (first["count"].clone(), first["total"].clone()),
+        (1.into(), 2.into())
+    );
+    assert_eq!(first["prevPageUri"], serde_json::Value::Null);
+    let next = first["nextPageUri"].as_str().unwrap().to_owned();
+    assert!(
+        next.starts_with("/rest/server-profiles?start=1&count=1&filter="),
+        "{next}"
+    );
+    let second = page(next).await;
+    assert_eq!(second["members"][0]["name"], "WEB-01");
+    assert_eq!(second["nextPageUri"], serde_json::Value::Null);
+    assert!(second["prevPageUri"].as_str().unwrap().contains("start=0"));
+
+    let logout = http
+        .delete(url("/rest/login-sessions"))
+        .header("X-API-Version", "4000")
+        .header("auth", &token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(status("/rest/server-profiles").await, 401);
+}

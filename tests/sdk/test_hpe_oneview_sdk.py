@@ -130,6 +130,15 @@ def test_sdk_matches_filter(stack, client):
     assert sorted(p["name"] for p in got) == expected
 
 
+def test_sdk_negotiates_the_api_version_without_one_configured(stack):
+    c = _client(stack, api_version=None)
+    version = _sim(stack, "GET", "/rest/version")
+    assert c.api_version == version["currentVersion"]
+    server = stack.inventory(stack.oneview)[2]
+    assert c.server_profiles.get_by_name(server["name"]).data["name"] == server["name"]
+    c.connection.logout()
+
+
 def test_sdk_refused_api_version_and_password(stack):
     with pytest.raises(HPEOneViewException):
         _client(stack, api_version=99999)

@@ -1,15 +1,19 @@
-//! The subset of OneView's `filter` grammar that clients use to find one resource:
-//! `"attr op 'value'"`, with optional outer double quotes and an optional quoted attribute.
-//! `=`/`eq` compare case-insensitively, `==`/`seq` case-sensitively, `<>`/`ne`/`!=` negate `=`,
-//! and `matches` takes `%` / `_` wildcards (case-insensitive). A quote inside a value cannot be
-//! expressed (OneView documents no escape), so an unbalanced quote is a syntax error.
+//! The subset of OneView's `filter` grammar (REST API reference, "Common REST API
+//! Parameters") that clients use to find one resource: `[NOT] "attr op 'value'"`, with optional
+//! outer double quotes and an optional quoted attribute. `=`/`eq` compare case-insensitively,
+//! `==`/`seq` case-sensitively, `ne`/`<>`/`!=` and `sne` are their negations, and
+//! `matches`/`smatches` take SQL `%` / `_` wildcards (case-insensitive / sensitive). `regex` is
+//! not simulated. A quote inside a value cannot be expressed (OneView documents no escape), so
+//! an unbalanced quote is a syntax error.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     Eq,
     EqCase,
     Ne,
+    NeCase,
     Matches,
+    MatchesCase,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,27 +22,34 @@ pub struct Cond {
     pub op: Op,
     /// `None` for the literal `null`.
     pub value: Option<String>,
+    /// A leading `NOT`.
+    pub negated: bool,
 }
 
 impl Cond {
     /// Equality on `name` can be answered from the name index instead of a scan.
     pub fn indexed_name(&self) -> Option<&str> {
-        match (self.attr.as_str(), self.op, &self.value) {
-            ("name", Op::Eq | Op::EqCase, Some(v)) => Some(v),
+        match (self.attr.as_str(), self.op, &self.value, self.negated) {
+            ("name", Op::Eq | Op::EqCase, Some(v), false) => Some(v),
             _ => None,
         }
     }
 
     pub fn accepts(&self, actual: Option<&str>) -> bool {
+        self.negated != self.holds(actual)
+    }
+
+    fn holds(&self, actual: Option<&str>) -> bool {
+        let lower = |s: &str| s.to_lowercase().chars().collect::<Vec<_>>();
+        let exact = |s: &str| s.chars().collect::<Vec<_>>();
         match (self.op, actual, self.value.as_deref()) {
             (Op::Eq, a, v) => eq_ci(a, v),
             (Op::Ne, a, v) => !eq_ci(a, v),
             (Op::EqCase, a, v) => a == v,
-            (Op::Matches, Some(a), Some(pattern)) => like(
-                &a.to_lowercase().chars().collect::<Vec<_>>(),
-                &pattern.to_lowercase().chars().collect::<Vec<_>>(),
-            ),
-            (Op::Matches, _, _) => false,
+            (Op::NeCase, a, v) => a != v,
+            (Op::Matches, Some(a), Some(p)) => like(&lower(a), &lower(p)),
+            (Op::MatchesCase, Some(a), Some(p)) => like(&exact(a), &exact(p)),
+            (Op::Matches | Op::MatchesCase, _, _) => false,
         }
     }
 }
@@ -63,6 +74,10 @@ fn like(text: &[char], pattern: &[char]) -> bool {
 
 pub fn parse(filter: &str) -> Result<Cond, String> {
     let s = filter.trim();
+    let (negated, s) = match s.get(..4) {
+        Some(head) if head.eq_ignore_ascii_case("not ") => (true, s[4..].trim_start()),
+        _ => (false, s),
+    };
     let s = match (s.strip_prefix('"'), s.ends_with('"')) {
         (Some(inner), true) if !inner.is_empty() => &inner[..inner.len() - 1],
         (None, false) => s,
@@ -71,7 +86,12 @@ pub fn parse(filter: &str) -> Result<Cond, String> {
     let (attr, rest) = attribute(s.trim_start())?;
     let (op, rest) = operator(rest.trim_start())?;
     let value = value(rest.trim())?;
-    Ok(Cond { attr, op, value })
+    Ok(Cond {
+        attr,
+        op,
+        value,
+        negated,
+    })
 }
 
 fn attribute(s: &str) -> Result<(String, &str), String> {
@@ -108,7 +128,9 @@ fn operator(s: &str) -> Result<(Op, &str), String> {
         "eq" => Op::Eq,
         "seq" => Op::EqCase,
         "ne" => Op::Ne,
+        "sne" => Op::NeCase,
         "matches" => Op::Matches,
+        "smatches" => Op::MatchesCase,
         _ => return Err(format!("unknown operator in filter at {s:?}")),
     };
     let rest = &s[word_end..];
@@ -143,6 +165,7 @@ mod tests {
             attr: attr.into(),
             op,
             value: Some(value.into()),
+            negated: false,
         }
     }
 
@@ -177,7 +200,8 @@ mod tests {
             Cond {
                 attr: "serverHardwareUri".into(),
                 op: Op::Eq,
-                value: None
+                value: None,
+                negated: false,
             }
         );
         assert_eq!(
@@ -221,6 +245,15 @@ mod tests {
         assert!(!m.accepts(Some("hpe-synergy-0011")));
         assert!(parse("serverHardwareUri = null").unwrap().accepts(None));
         assert!(parse("state ne 'Normal'").unwrap().accepts(Some("Error")));
+        let sm = parse("name smatches 'HPE-%'").unwrap();
+        assert!(sm.accepts(Some("HPE-x")));
+        assert!(!sm.accepts(Some("hpe-x")));
+        assert!(parse("name sne 'a'").unwrap().accepts(Some("A")));
+        let not = parse("NOT \"'name' = NULL\"").unwrap();
+        assert!(not.negated);
+        assert!(not.accepts(Some("x")));
+        assert!(!not.accepts(None));
+        assert_eq!(not.indexed_name(), None);
         assert_eq!(ci.indexed_name(), Some("WEB-01"));
         assert_eq!(m.indexed_name(), None);
     }

@@ -169,9 +169,16 @@ impl OneViewSim {
 
     /// The API version of a request that needs one, or the 412 a real appliance sends.
     fn api_version(req: &HttpRequest) -> Result<u32, Refusal> {
-        // A missing header means version 1 on the appliance, which nothing supports any more.
+        // Without the header the appliance assumes version 1, which no API has any more, so
+        // the path itself is not found (OneView 3.0 help, "REST API version").
         let v = match req.headers().get("X-API-Version") {
-            None => 1,
+            None => {
+                return Err(Refusal::Error(
+                    StatusCode::NOT_FOUND,
+                    "RESOURCE_NOT_FOUND",
+                    format!("{} does not exist in API version 1.", req.path()),
+                ))
+            }
             Some(h) => h
                 .to_str()
                 .ok()
