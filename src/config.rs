@@ -14,6 +14,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::domain::SystemKind;
+use crate::resilience::{BreakerConfig, RetryPolicy, ThrottleConfig};
 
 pub const ENV_PREFIX: &str = "IGW__";
 
@@ -42,6 +43,66 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub systems: Vec<SystemConfig>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// Retries of a system's lookup on transient failures.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Default circuit breaker for every system (a system may override it).
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Default outbound throttle for every system (a system may override it).
+    #[serde(default)]
+    pub throttle: ThrottleConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// How long a found server is served without asking its system again.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long "not found" is remembered.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// How old a record may be and still be served (marked stale) when its system fails.
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    pub max_entries: u64,
+    /// How long the gateway remembers which system owns a name (skips the fan-out).
+    #[serde(with = "humantime_serde")]
+    pub owner_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            negative_ttl: Duration::from_secs(30),
+            max_stale: Duration::from_secs(3600),
+            max_entries: 100_000,
+            owner_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Inbound rate limit per client (bearer token, else peer IP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundRateLimit {
+    pub enabled: bool,
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+impl Default for InboundRateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests_per_second: 100,
+            burst: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +114,7 @@ pub struct ServerConfig {
     /// Upper bound for one whole lookup (all systems, all calls) before the caller gets 504.
     #[serde(with = "humantime_serde")]
     pub lookup_timeout: Duration,
+    pub rate_limit: InboundRateLimit,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +123,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             workers: None,
             lookup_timeout: Duration::from_secs(30),
+            rate_limit: InboundRateLimit::default(),
         }
     }
 }
@@ -102,6 +165,12 @@ pub struct SystemConfig {
     /// OneView only: `authLoginDomain` (directory name; empty = local users).
     #[serde(default)]
     pub login_domain: Option<String>,
+    /// Overrides the top-level `[breaker]` for this system.
+    #[serde(default)]
+    pub breaker: Option<BreakerConfig>,
+    /// Overrides the top-level `[throttle]` for this system.
+    #[serde(default)]
+    pub throttle: Option<ThrottleConfig>,
 }
 
 fn default_timeout() -> Duration {
@@ -118,20 +187,33 @@ fn default_max_pages() -> u32 {
 }
 
 impl SystemConfig {
+    pub fn breaker_or<'a>(&'a self, default: &'a BreakerConfig) -> &'a BreakerConfig {
+        self.breaker.as_ref().unwrap_or(default)
+    }
+
+    pub fn throttle_or<'a>(&'a self, default: &'a ThrottleConfig) -> &'a ThrottleConfig {
+        self.throttle.as_ref().unwrap_or(default)
+    }
+
     /// The password, from `password` or `password_file` (validated to be present at load).
     pub fn resolve_password(&self) -> Result<SecretString, ConfigError> {
         if let Some(p) = &self.password {
             return Ok(p.clone());
         }
-        let path = self.password_file.as_ref().ok_or_else(|| ConfigError::Invalid {
-            key: format!("systems.{}.password", self.name),
-            reason: "either `password` or `password_file` is required".into(),
-        })?;
+        let path = self
+            .password_file
+            .as_ref()
+            .ok_or_else(|| ConfigError::Invalid {
+                key: format!("systems.{}.password", self.name),
+                reason: "either `password` or `password_file` is required".into(),
+            })?;
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,
         })?;
-        Ok(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned()))
+        Ok(SecretString::from(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
     }
 }
 
@@ -178,10 +260,12 @@ impl Config {
     }
 
     fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Invalid {
-                key: e.path().to_string(),
-                reason: e.inner().to_string(),
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError::Invalid {
+                    key: e.path().to_string(),
+                    reason: e.inner().to_string(),
+                }
             })?;
         config.validate()?;
         Ok(config)
@@ -197,6 +281,15 @@ impl Config {
                 "systems".into(),
                 "at least one management system must be configured",
             ));
+        }
+        if self.cache.ttl.is_zero() || self.cache.max_stale < self.cache.ttl {
+            return Err(invalid(
+                "cache.max_stale".into(),
+                "ttl must be > 0 and max_stale >= ttl",
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(invalid("retry.max_attempts".into(), "must be at least 1"));
         }
         let mut names = HashSet::new();
         for (i, s) in self.systems.iter().enumerate() {
@@ -245,7 +338,8 @@ impl Config {
                     "page_size and max_pages must be at least 1",
                 ));
             }
-            if s.kind != SystemKind::Oneview && (s.api_version.is_some() || s.login_domain.is_some())
+            if s.kind != SystemKind::Oneview
+                && (s.api_version.is_some() || s.login_domain.is_some())
             {
                 return Err(invalid(
                     key("api_version"),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 
 use crate::config::Config;
-use crate::lookup::LookupService;
+use crate::lookup::{LookupConfig, LookupEvents, LookupService, NoEvents};
+use crate::resilience::CircuitBreaker;
 use crate::vendors::{build_backends, BackendError};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +32,28 @@ pub struct Application {
 
 impl Application {
     pub fn build(config: &Config) -> Result<Self, StartupError> {
+        Self::build_with(config, Arc::new(NoEvents))
+    }
+
+    pub fn build_with(
+        config: &Config,
+        events: Arc<dyn LookupEvents>,
+    ) -> Result<Self, StartupError> {
         let backends = build_backends(config)?;
-        let lookup = Arc::new(LookupService::new(backends, config.server.lookup_timeout));
+        let systems = backends
+            .into_iter()
+            .zip(&config.systems)
+            .map(|(backend, sys)| {
+                let breaker =
+                    CircuitBreaker::new(sys.name.clone(), sys.breaker_or(&config.breaker).clone());
+                (backend, breaker)
+            })
+            .collect();
+        let lookup = Arc::new(LookupService::new(
+            systems,
+            LookupConfig::from_config(config),
+            events,
+        ));
         let addr = config.server.listen;
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;

@@ -17,6 +17,10 @@ pub fn configure(lookup: Arc<LookupService>) -> impl Fn(&mut web::ServiceConfig)
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(data.clone())
             .route("/servers/{name}", web::get().to(routes::get_server))
+            .route(
+                "/servers/{name}/cache",
+                web::delete().to(routes::purge_server),
+            )
             .route("/vendors", web::get().to(routes::list_vendors))
             .route("/healthz", web::get().to(routes::healthz))
             .route("/readyz", web::get().to(routes::readyz));

@@ -47,6 +47,8 @@ pub mod types {
     pub const UNASSIGNED: &str = "urn:inventory-gateway:problem:profile-unassigned";
     pub const UPSTREAM: &str = "urn:inventory-gateway:problem:upstream-error";
     pub const UPSTREAM_TIMEOUT: &str = "urn:inventory-gateway:problem:upstream-timeout";
+    pub const UNAVAILABLE: &str = "urn:inventory-gateway:problem:system-unavailable";
+    pub const INTERNAL: &str = "urn:inventory-gateway:problem:internal";
     pub const NO_SYSTEM: &str = "urn:inventory-gateway:problem:no-system-for-vendor";
     pub const ROUTE_NOT_FOUND: &str = "urn:inventory-gateway:problem:route-not-found";
 }
@@ -127,23 +129,34 @@ impl Problem {
                 "Server profile has no hardware",
                 e.to_string(),
             ),
+            LookupError::Internal => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                types::INTERNAL,
+                "Internal error",
+                err.to_string(),
+            ),
             LookupError::Upstream { failures, .. } => {
-                let all_timeouts = failures
-                    .iter()
-                    .all(|f| matches!(f, BackendError::Timeout { .. }));
-                let (status, type_uri, title) = if all_timeouts {
-                    (
-                        StatusCode::GATEWAY_TIMEOUT,
-                        types::UPSTREAM_TIMEOUT,
-                        "Management system timed out",
-                    )
-                } else {
-                    (
-                        StatusCode::BAD_GATEWAY,
-                        types::UPSTREAM,
-                        "Management system error",
-                    )
-                };
+                let all = |f: fn(&BackendError) -> bool| failures.iter().all(f);
+                let (status, type_uri, title) =
+                    if all(|f| matches!(f, BackendError::Unavailable { .. })) {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            types::UNAVAILABLE,
+                            "Management system unavailable",
+                        )
+                    } else if all(|f| matches!(f, BackendError::Timeout { .. })) {
+                        (
+                            StatusCode::GATEWAY_TIMEOUT,
+                            types::UPSTREAM_TIMEOUT,
+                            "Management system timed out",
+                        )
+                    } else {
+                        (
+                            StatusCode::BAD_GATEWAY,
+                            types::UPSTREAM,
+                            "Management system error",
+                        )
+                    };
                 Problem {
                     searched,
                     failures: Some(
@@ -155,7 +168,7 @@ impl Problem {
                             })
                             .collect(),
                     ),
-                    retry_after: failures.iter().filter_map(BackendError::retry_after).max(),
+                    retry_after: failures.iter().filter_map(BackendError::retry_after).min(),
                     ..Problem::new(
                         status,
                         type_uri,

@@ -2,12 +2,13 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::problem::{types, Problem};
 use super::request_id::RequestId;
-use crate::domain::{ServerName, SystemKind, Vendor};
+use crate::domain::{ServerName, Vendor};
 use crate::lookup::LookupService;
+use crate::resilience::BreakerState;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,13 +41,12 @@ pub async fn get_server(
         Ok(v) => v,
         Err(e) => return bad(types::INVALID_QUERY, "Invalid vendor", e.to_string()),
     };
-    // No cache yet: every answer is fresh, so `refresh` changes nothing but is accepted.
-    let _refresh = query.refresh.unwrap_or(false);
-    match lookup.lookup(&name, vendor).await {
-        Ok(record) => HttpResponse::Ok()
-            .insert_header(("X-Cache", "miss"))
-            .insert_header(("Age", "0"))
-            .json(record),
+    let refresh = query.refresh.unwrap_or(false);
+    match lookup.get(&name, vendor, refresh).await {
+        Ok(answer) => HttpResponse::Ok()
+            .insert_header(("X-Cache", answer.cache.as_str()))
+            .insert_header(("Age", answer.age.as_secs().to_string()))
+            .json(answer.record),
         Err(e) => {
             tracing::info!(server = %name, error = %e, "lookup failed");
             Problem::from_lookup(&e).at(&instance, &rid.0).response()
@@ -54,38 +54,55 @@ pub async fn get_server(
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct SystemInfo {
-    pub name: String,
-    pub kind: SystemKind,
-    pub vendor: Vendor,
-    pub endpoint: String,
+/// `DELETE /servers/{name}/cache`: forget what the gateway cached for this name.
+pub async fn purge_server(
+    req: HttpRequest,
+    path: web::Path<String>,
+    lookup: web::Data<LookupService>,
+    rid: RequestId,
+) -> HttpResponse {
+    match ServerName::parse(&path) {
+        Ok(name) => {
+            let removed = lookup.purge(&name).await;
+            tracing::info!(server = %name, removed, "cache purged");
+            HttpResponse::NoContent().finish()
+        }
+        Err(e) => Problem::new(
+            StatusCode::BAD_REQUEST,
+            types::INVALID_NAME,
+            "Invalid server name",
+            e.to_string(),
+        )
+        .at(req.path(), &rid.0)
+        .response(),
+    }
 }
 
 pub async fn list_vendors(lookup: web::Data<LookupService>) -> HttpResponse {
-    let systems: Vec<SystemInfo> = lookup
-        .backends()
-        .iter()
-        .map(|b| SystemInfo {
-            name: b.name().to_owned(),
-            kind: b.kind(),
-            vendor: b.kind().vendor(),
-            endpoint: b.endpoint().to_string(),
-        })
-        .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "systems": systems }))
+    HttpResponse::Ok().json(serde_json::json!({ "systems": lookup.statuses() }))
 }
 
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready once the config is loaded and backends are built, which is before the app exists.
+/// Ready while at least one system can be asked (its breaker is not open).
 pub async fn readyz(lookup: web::Data<LookupService>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
-        "status": "ready",
-        "systems": lookup.backends().iter().map(|b| b.name()).collect::<Vec<_>>(),
-    }))
+    let statuses = lookup.statuses();
+    let usable = statuses.iter().any(|s| s.breaker != BreakerState::Open);
+    let systems: Vec<_> = statuses
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name, "kind": s.kind, "breaker": s.breaker }))
+        .collect();
+    let body = serde_json::json!({
+        "status": if usable { "ready" } else { "unavailable" },
+        "systems": systems,
+    });
+    if usable {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 pub async fn not_found(req: HttpRequest, rid: RequestId) -> HttpResponse {

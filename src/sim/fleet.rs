@@ -198,7 +198,10 @@ mod tests {
             let a = generate(kind, 7, 50);
             assert_eq!(a, generate(kind, 7, 50));
             assert_ne!(a, generate(kind, 8, 50));
-            let mut macs: Vec<_> = a.iter().flat_map(|s| s.nics.iter().map(|n| &n.mac)).collect();
+            let mut macs: Vec<_> = a
+                .iter()
+                .flat_map(|s| s.nics.iter().map(|n| &n.mac))
+                .collect();
             let total = macs.len();
             macs.sort();
             macs.dedup();

@@ -256,8 +256,8 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
         IpAddr::V6(ip) => format!("[{ip}]"),
         IpAddr::V4(ip) => ip.to_string(),
     };
-    let base_url = Url::parse(&format!("{scheme}://{host}:{}", addr.port()))
-        .map_err(std::io::Error::other)?;
+    let base_url =
+        Url::parse(&format!("{scheme}://{host}:{}", addr.port())).map_err(std::io::Error::other)?;
     Ok(SimHandle {
         kind: opts.kind,
         base_url,

@@ -10,12 +10,12 @@ use url::Url;
 use crate::config::{Config, ConfigError, SystemConfig};
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 
-pub mod oneview;
 pub mod ome;
+pub mod oneview;
 pub mod ucsm;
 
 /// Why a backend could not answer. Variants say whether a retry can help ([`Self::is_transient`]).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot connect to {system}: {detail}")]
     Connect { system: String, detail: String },
@@ -41,6 +41,13 @@ pub enum BackendError {
     Unassigned { system: String, profile: String },
     #[error("system {system} is misconfigured: {detail}")]
     Config { system: String, detail: String },
+    /// The gateway itself holds back: circuit open, or no outbound slot within the wait bound.
+    #[error("{system} is unavailable: {reason}")]
+    Unavailable {
+        system: String,
+        reason: String,
+        retry_after: Duration,
+    },
 }
 
 impl BackendError {
@@ -57,8 +64,18 @@ impl BackendError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// Says the system is unhealthy (counts against its circuit breaker). Not-found answers,
+    /// unassigned profiles and the gateway's own refusals do not.
+    pub fn is_system_failure(&self) -> bool {
+        !matches!(
+            self,
+            Self::Unassigned { .. } | Self::Unavailable { .. } | Self::Config { .. }
+        )
     }
 
     pub fn system(&self) -> &str {
@@ -69,8 +86,18 @@ impl BackendError {
             | Self::Auth { system, .. }
             | Self::Protocol { system, .. }
             | Self::Unassigned { system, .. }
-            | Self::Config { system, .. } => system,
+            | Self::Config { system, .. }
+            | Self::Unavailable { system, .. } => system,
         }
+    }
+}
+
+impl crate::resilience::Transient for BackendError {
+    fn is_transient(&self) -> bool {
+        BackendError::is_transient(self)
+    }
+    fn retry_after(&self) -> Option<Duration> {
+        BackendError::retry_after(self)
     }
 }
 

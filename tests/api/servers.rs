@@ -93,20 +93,24 @@ async fn names_match_case_insensitively_and_keep_the_vendor_spelling() {
 async fn a_vendor_hint_asks_only_that_system_and_no_hint_asks_all() {
     let stack = spawn_stack(StackOptions::default()).await;
     let name = fleet::generate(SystemKind::Ucsm, 42, 20)[3].name.clone();
-    for alias in ["cisco", "UCS"] {
+    // Both aliases are the same hint: the first asks UCS Manager, the second is a cache hit.
+    for (alias, ucsm_asked, x_cache) in [("cisco", true, "miss"), ("UCS", false, "hit")] {
         stack.reset_all().await;
         let resp = stack.get(&format!("/servers/{name}?vendor={alias}")).await;
         assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-cache"], x_cache);
         assert_eq!(stack.total_calls(SystemKind::Oneview).await, 0);
         assert_eq!(stack.total_calls(SystemKind::Ome).await, 0);
-        assert!(stack.total_calls(SystemKind::Ucsm).await > 0);
+        assert_eq!(stack.total_calls(SystemKind::Ucsm).await > 0, ucsm_asked);
     }
     // The hint is honoured even when the name lives elsewhere: not found in the hinted system.
     let resp = stack.get(&format!("/servers/{name}?vendor=dell")).await;
     assert_eq!(resp.status(), 404);
 
+    // A name never looked up before, so no cache entry or known owner short-cuts the fan-out.
+    let fresh = fleet::generate(SystemKind::Ucsm, 42, 20)[4].name.clone();
     stack.reset_all().await;
-    let resp = stack.get(&format!("/servers/{name}")).await;
+    let resp = stack.get(&format!("/servers/{fresh}")).await;
     assert_eq!(resp.status(), 200);
     for kind in KINDS {
         assert!(stack.total_calls(kind).await > 0, "{kind} was not asked");

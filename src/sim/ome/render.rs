@@ -253,7 +253,7 @@ fn nic_inventory(server: &SimServer) -> Vec<Value> {
     let mut cards: Vec<Card> = Vec::new();
     for nic in &server.nics {
         let (card_id, port_id) = fqdd_parents(&nic.name);
-        if cards.last().map_or(true, |c| c.id != card_id) {
+        if cards.last().is_none_or(|c| c.id != card_id) {
             cards.push(Card {
                 id: card_id,
                 ports: Vec::new(),
@@ -262,7 +262,7 @@ fn nic_inventory(server: &SimServer) -> Vec<Value> {
         let Some(card) = cards.last_mut() else {
             continue;
         };
-        if card.ports.last().map_or(true, |p| p.id != port_id) {
+        if card.ports.last().is_none_or(|p| p.id != port_id) {
             card.ports.push(Port {
                 id: port_id,
                 partitions: Vec::new(),

@@ -553,7 +553,7 @@ impl Model {
             .unwrap_or_default();
         while let Some(i) = stack.pop() {
             let mo = &self.mos[i];
-            if classes.map_or(true, |cs| cs.contains(&mo.class)) && self.passes(i, filter) {
+            if classes.is_none_or(|cs| cs.contains(&mo.class)) && self.passes(i, filter) {
                 out.push(i);
             }
             if recursive {
@@ -565,7 +565,7 @@ impl Model {
 
     fn passes(&self, idx: usize, filter: Option<&Filter>) -> bool {
         let mo = &self.mos[idx];
-        filter.map_or(true, |f| f.matches(&|p| mo.attr(p)))
+        filter.is_none_or(|f| f.matches(&|p| mo.attr(p)))
     }
 
     /// Appends the object: flat with its `dn`, or (hierarchical) with its subtree nested,

@@ -98,7 +98,7 @@ impl Device {
     /// Devices without a `Type` are given the benefit of the doubt; a known other type is not
     /// a server.
     pub fn is_server(&self) -> bool {
-        self.type_code.map_or(true, |t| t == DEVICE_TYPE_SERVER)
+        self.type_code.is_none_or(|t| t == DEVICE_TYPE_SERVER)
     }
 
     /// The tag a state-1 profile names may be in `Identifier` or `DeviceServiceTag`.
@@ -184,7 +184,7 @@ pub fn idrac_kind(management: &[Value]) -> &'static str {
         .filter(|p| {
             p.get("AgentName")
                 .and_then(Value::as_str)
-                .map_or(true, |a| a.eq_ignore_ascii_case("idrac"))
+                .is_none_or(|a| a.eq_ignore_ascii_case("idrac"))
         })
         .filter_map(|p| p.get("Version").and_then(Value::as_str))
         .filter_map(|v| v.trim().split('.').next()?.parse::<u32>().ok())

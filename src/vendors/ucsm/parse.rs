@@ -161,7 +161,7 @@ impl Profile {
 
     /// Templates share the class but are not servers.
     pub fn is_instance(&self) -> bool {
-        self.kind.as_deref().map_or(true, |k| k == "instance")
+        self.kind.as_deref().is_none_or(|k| k == "instance")
     }
 
     /// The physical-side dns the record needs: the server itself, its out-of-band management

@@ -1,0 +1,10 @@
+//! Generic protection for calls to fragile systems: retries, circuit breaking, throttling.
+//! Nothing here knows what a vendor is; callers say which errors are transient.
+
+pub mod breaker;
+pub mod retry;
+pub mod throttle;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use retry::{retry, RetryPolicy, Transient};
+pub use throttle::{Throttle, ThrottleConfig, Throttled};
