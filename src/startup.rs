@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use crate::config::Config;
 use crate::lookup::{LookupConfig, LookupEvents, LookupService, NoEvents};
 use crate::resilience::CircuitBreaker;
+use crate::vendors::upstream::NoObserver;
 use crate::vendors::{build_backends, BackendError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,7 @@ impl Application {
         config: &Config,
         events: Arc<dyn LookupEvents>,
     ) -> Result<Self, StartupError> {
-        let backends = build_backends(config)?;
+        let backends = build_backends(config, Arc::new(NoObserver))?;
         let systems = backends
             .into_iter()
             .zip(&config.systems)

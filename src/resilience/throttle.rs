@@ -27,10 +27,10 @@ pub struct ThrottleConfig {
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            requests_per_second: 50,
-            burst: 20,
+            requests_per_second: 100,
+            burst: 100,
             max_in_flight: 16,
-            max_wait: Duration::from_secs(2),
+            max_wait: Duration::from_secs(10),
         }
     }
 }

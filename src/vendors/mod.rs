@@ -9,10 +9,13 @@ use url::Url;
 
 use crate::config::{Config, ConfigError, SystemConfig};
 use crate::domain::{ServerName, ServerRecord, SystemKind};
+use crate::resilience::{Throttle, ThrottleConfig};
+use upstream::{Upstream, UpstreamObserver};
 
 pub mod ome;
 pub mod oneview;
 pub mod ucsm;
+pub mod upstream;
 
 /// Why a backend could not answer. Variants say whether a retry can help ([`Self::is_transient`]).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -115,18 +118,44 @@ pub trait Backend: Send + Sync + 'static {
     async fn logout(&self);
 }
 
-/// Builds one backend per configured system.
-pub fn build_backends(config: &Config) -> Result<Vec<Arc<dyn Backend>>, BackendError> {
-    config.systems.iter().map(build_backend).collect()
+/// Builds one backend per configured system, each with its own pooled client and throttle.
+pub fn build_backends(
+    config: &Config,
+    observer: Arc<dyn UpstreamObserver>,
+) -> Result<Vec<Arc<dyn Backend>>, BackendError> {
+    config
+        .systems
+        .iter()
+        .map(|sys| build_backend_with(sys, sys.throttle_or(&config.throttle), observer.clone()))
+        .collect()
 }
 
+/// One backend with the default throttle and no metrics (tools, tests).
 pub fn build_backend(sys: &SystemConfig) -> Result<Arc<dyn Backend>, BackendError> {
-    let http = http_client(sys)?;
+    build_backend_with(
+        sys,
+        sys.throttle_or(&ThrottleConfig::default()),
+        Arc::new(upstream::NoObserver),
+    )
+}
+
+pub fn build_backend_with(
+    sys: &SystemConfig,
+    throttle: &ThrottleConfig,
+    observer: Arc<dyn UpstreamObserver>,
+) -> Result<Arc<dyn Backend>, BackendError> {
+    let upstream = Upstream::new(
+        &sys.name,
+        http_client(sys)?,
+        sys.timeout,
+        Throttle::new(throttle),
+        observer,
+    );
     let password = sys.resolve_password().map_err(|e| config_err(sys, e))?;
     Ok(match sys.kind {
-        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, http, password)?),
-        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, http, password)?),
-        SystemKind::Ome => Arc::new(ome::Ome::new(sys, http, password)?),
+        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream, password)?),
+        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream, password)?),
+        SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream, password)?),
     })
 }
 

@@ -67,7 +67,7 @@ impl Upstream {
     /// traces (a fixed string such as `"GET /rest/server-profiles"`, never a raw URL).
     pub async fn exchange(
         &self,
-        endpoint: &'static str,
+        endpoint: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Reply, BackendError> {
         let _slot = match self.throttle.acquire().await {

@@ -17,7 +17,6 @@
 //! - `name` is the `ProfileName`, or the `DeviceName` when found by device name.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -27,7 +26,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use super::{retry_after, snippet, transport_error, Backend, BackendError};
+use super::upstream::Upstream;
+use super::{retry_after, snippet, Backend, BackendError};
 use crate::config::SystemConfig;
 use crate::domain::{Nic, ServerName, ServerRecord, SystemKind, Vendor};
 
@@ -45,10 +45,9 @@ pub struct Ome {
     endpoint: Url,
     /// The endpoint without a trailing `/`, so `base + "/api/…"` is always one slash.
     base: String,
-    http: reqwest::Client,
+    upstream: Upstream,
     username: String,
     password: SecretString,
-    timeout: Duration,
     page_size: u32,
     max_pages: u32,
     session: RwLock<Option<Arc<Session>>>,
@@ -71,17 +70,16 @@ enum Reply {
 impl Ome {
     pub fn new(
         sys: &SystemConfig,
-        http: reqwest::Client,
+        upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
         Ok(Self {
             name: sys.name.clone(),
             endpoint: sys.endpoint.clone(),
             base: sys.endpoint.as_str().trim_end_matches('/').to_owned(),
-            http,
+            upstream,
             username: sys.username.clone(),
             password,
-            timeout: sys.timeout,
             page_size: sys.page_size,
             max_pages: sys.max_pages,
             session: RwLock::new(None),
@@ -132,22 +130,21 @@ impl Ome {
             "Password": self.password.expose_secret(),
             "SessionType": "API",
         });
-        let resp = self
-            .http
+        let request = self
+            .upstream
+            .http()
             .post(format!("{}{SESSIONS}", self.base))
             .header(reqwest::header::ACCEPT, "application/json")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, self.timeout, e))?;
-        let status = resp.status();
-        let token = resp
-            .headers()
+            .json(&body);
+        let reply = self.upstream.exchange(key, request).await?;
+        let status = reply.status;
+        let token = reply
+            .headers
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
             .map(|t| SecretString::from(t.to_owned()));
-        let headers = resp.headers().clone();
-        let bytes = self.read_body(resp).await?;
+        let headers = reply.headers;
+        let bytes = reply.body.to_vec();
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(BackendError::Auth {
                 system: self.name.clone(),
@@ -174,13 +171,6 @@ impl Ome {
         Ok(session)
     }
 
-    async fn read_body(&self, resp: reqwest::Response) -> Result<Vec<u8>, BackendError> {
-        resp.bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| transport_error(&self.name, self.timeout, e))
-    }
-
     async fn send(
         &self,
         method: Method,
@@ -188,17 +178,17 @@ impl Ome {
         url: &str,
         session: &Session,
     ) -> Result<Reply, BackendError> {
-        let resp = self
-            .http
+        let mut token = reqwest::header::HeaderValue::from_str(session.token.expose_secret())
+            .map_err(|_| self.protocol(key, "session token is not a valid header value"))?;
+        token.set_sensitive(true);
+        let request = self
+            .upstream
+            .http()
             .request(method, url)
             .header(reqwest::header::ACCEPT, "application/json")
-            .header("X-Auth-Token", session.token.expose_secret())
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, self.timeout, e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = self.read_body(resp).await?;
+            .header("X-Auth-Token", token);
+        let reply = self.upstream.exchange(key, request).await?;
+        let (status, headers, bytes) = (reply.status, reply.headers, reply.body.to_vec());
         match status {
             StatusCode::UNAUTHORIZED => Ok(Reply::Unauthorized),
             s if s.is_success() => Ok(Reply::Body(bytes)),

@@ -13,6 +13,7 @@ use futures::future::try_join_all;
 use secrecy::SecretString;
 use url::Url;
 
+use super::upstream::Upstream;
 use super::{Backend, BackendError};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
@@ -40,7 +41,7 @@ pub struct OneView {
 impl OneView {
     pub fn new(
         sys: &SystemConfig,
-        http: reqwest::Client,
+        upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
         if sys.endpoint.cannot_be_a_base() {
@@ -57,12 +58,11 @@ impl OneView {
             sessions: Sessions {
                 system: sys.name.clone(),
                 endpoint: sys.endpoint.clone(),
-                http,
+                upstream,
                 username: sys.username.clone(),
                 password,
                 login_domain: sys.login_domain.clone().filter(|d| !d.is_empty()),
                 api_version: sys.api_version.unwrap_or(DEFAULT_API_VERSION),
-                timeout: sys.timeout,
                 state: Default::default(),
             },
         })

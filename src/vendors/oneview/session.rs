@@ -15,7 +15,8 @@ use serde::Serialize;
 use url::Url;
 
 use super::parse;
-use crate::vendors::{retry_after, snippet, transport_error, BackendError};
+use crate::vendors::upstream::Upstream;
+use crate::vendors::{retry_after, snippet, BackendError};
 
 const LOGIN_PATH: &str = "/rest/login-sessions";
 const LOGIN_KEY: &str = "POST /rest/login-sessions";
@@ -24,12 +25,11 @@ const LOGOUT_KEY: &str = "DELETE /rest/login-sessions";
 pub(super) struct Sessions {
     pub system: String,
     pub endpoint: Url,
-    pub http: reqwest::Client,
+    pub upstream: Upstream,
     pub username: String,
     pub password: SecretString,
     pub login_domain: Option<String>,
     pub api_version: u32,
-    pub timeout: Duration,
     pub state: State,
 }
 
@@ -218,7 +218,8 @@ impl Sessions {
     ) -> Result<Answer, BackendError> {
         let url = self.url(path, key)?;
         let mut req = self
-            .http
+            .upstream
+            .http()
             .request(method, url)
             .header("X-API-Version", self.api_version)
             .header(ACCEPT, "application/json");
@@ -231,15 +232,11 @@ impl Sessions {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let transport = |e| transport_error(&self.system, self.timeout, e);
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let body = resp.bytes().await.map_err(transport)?.to_vec();
+        let reply = self.upstream.exchange(key, req).await?;
         Ok(Answer {
-            status,
-            retry_after,
-            body,
+            status: reply.status,
+            retry_after: retry_after(&reply.headers),
+            body: reply.body.to_vec(),
         })
     }
 

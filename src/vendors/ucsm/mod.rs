@@ -20,13 +20,13 @@ mod parse;
 pub(crate) mod xml;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 use url::Url;
 
+use super::upstream::Upstream;
 use super::{Backend, BackendError};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
@@ -41,10 +41,9 @@ pub struct Ucsm {
     name: String,
     endpoint: Url,
     url: Url,
-    http: reqwest::Client,
+    upstream: Upstream,
     username: String,
     password: SecretString,
-    timeout: Duration,
     /// Held across a login so that concurrent lookups wait for one login instead of each
     /// opening a session (UCSM limits sessions per user).
     session: Mutex<SessionState>,
@@ -66,17 +65,16 @@ struct Session {
 impl Ucsm {
     pub fn new(
         sys: &SystemConfig,
-        http: reqwest::Client,
+        upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
         Ok(Self {
             name: sys.name.clone(),
             endpoint: sys.endpoint.clone(),
             url: api_url(&sys.endpoint),
-            http,
+            upstream,
             username: sys.username.clone(),
             password,
-            timeout: sys.timeout,
             session: Mutex::new(SessionState::default()),
         })
     }
@@ -158,24 +156,20 @@ impl Ucsm {
         method: &str,
         body: String,
     ) -> Result<Result<Element, ApiError>, BackendError> {
-        let resp = self
-            .http
+        let request = self
+            .upstream
+            .http()
             .post(self.url.clone())
             // What the API guide's examples and ucsmsdk send; UCSM ignores it.
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| super::transport_error(&self.name, self.timeout, e))?;
-        let status = resp.status();
-        let retry_after = super::retry_after(resp.headers());
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| super::transport_error(&self.name, self.timeout, e))?;
+            .body(body);
+        let reply = self.upstream.exchange(method, request).await?;
+        let status = reply.status;
+        let retry_after = super::retry_after(&reply.headers);
+        let bytes = reply.body;
         if !status.is_success() {
             return Err(BackendError::Status {
                 system: self.name.clone(),
