@@ -44,8 +44,11 @@ async fn get_faults(sim: web::Data<SimShared>) -> HttpResponse {
 
 async fn put_faults(sim: web::Data<SimShared>, body: web::Json<Faults>) -> HttpResponse {
     let faults = body.into_inner();
-    if !(0.0..=1.0).contains(&faults.error_rate) {
-        return HttpResponse::BadRequest().body("error_rate must be within 0.0..=1.0");
+    let rates = [faults.error_rate, faults.malformed_rate, faults.drop_rate];
+    if rates.iter().any(|r| !(0.0..=1.0).contains(r)) || rates.iter().sum::<f64>() > 1.0 {
+        return HttpResponse::BadRequest().body(
+            "error_rate, malformed_rate and drop_rate must be within 0..=1 and sum to at most 1",
+        );
     }
     sim.set_faults(faults.clone());
     HttpResponse::Ok().json(faults)

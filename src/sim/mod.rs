@@ -15,6 +15,7 @@ use url::Url;
 use crate::domain::SystemKind;
 
 pub mod control;
+pub mod faults;
 pub mod fleet;
 pub mod ome;
 pub mod oneview;
@@ -40,6 +41,12 @@ pub struct Faults {
     pub retry_after_s: Option<u64>,
     /// Affected requests never get an answer.
     pub hang: bool,
+    /// Fraction of affected requests whose body is cut in half (malformed JSON/XML).
+    pub malformed_rate: f64,
+    /// Fraction of affected requests whose connection is dropped half-way through the body.
+    pub drop_rate: f64,
+    /// Setting this expires every session at once (then it reads back false).
+    pub expire_sessions: bool,
 }
 
 /// What a vendor handler must do after [`SimShared::enter`].
@@ -111,8 +118,20 @@ impl SimShared {
             // Long enough for any client deadline; the connection closes when the server stops.
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
+        // One roll decides among the rate-based faults, so their rates add up instead of
+        // masking each other.
+        let drop_until = faults.drop_rate;
+        let malformed_until = drop_until + faults.malformed_rate;
+        if roll < drop_until {
+            faults::request(faults::PostFault::Drop);
+            return Entry::Proceed;
+        }
+        if roll < malformed_until {
+            faults::request(faults::PostFault::Truncate);
+            return Entry::Proceed;
+        }
         if let Some(status) = faults.error_status {
-            if roll < faults.error_rate {
+            if roll - malformed_until < faults.error_rate {
                 let status = actix_web::http::StatusCode::from_u16(status)
                     .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
                 let mut resp = HttpResponse::build(status);
@@ -132,7 +151,10 @@ impl SimShared {
         self.counters.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    pub fn set_faults(&self, faults: Faults) {
+    pub fn set_faults(&self, mut faults: Faults) {
+        if std::mem::take(&mut faults.expire_sessions) {
+            self.expire_sessions();
+        }
         if let Ok(mut f) = self.faults.write() {
             *f = faults;
         }
@@ -232,6 +254,7 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
         let routes = routes.clone();
         App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(faults::middleware))
             .configure(control::routes)
             .configure(move |cfg| routes(cfg))
     };

@@ -44,6 +44,10 @@ pub struct StackOptions {
     pub tls: bool,
     /// Extra TOML appended to every `[[systems]]` entry (e.g. `timeout = "300ms"`).
     pub system_extra: String,
+    /// Extra keys of the `[server]` table (e.g. `lookup_timeout = "2s"`).
+    pub server_extra: String,
+    /// Extra top-level TOML tables (e.g. `[cache]\nttl = "100ms"`).
+    pub extra: String,
 }
 
 impl Default for StackOptions {
@@ -52,6 +56,8 @@ impl Default for StackOptions {
             fleets: generated_fleets(20),
             tls: false,
             system_extra: String::new(),
+            server_extra: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -69,6 +75,13 @@ pub async fn spawn_stack(opts: StackOptions) -> TestStack {
             &format!("{}\n", opts.system_extra.trim_end()),
         );
     }
+    toml = toml.replacen(
+        "[server]\n",
+        &format!("[server]\n{}\n", opts.server_extra),
+        1,
+    );
+    toml.push('\n');
+    toml.push_str(&opts.extra);
     let config = inventory_gateway::config::Config::from_toml_str(&toml).expect("valid config");
     let app = Application::build(&config).expect("gateway builds");
     let gateway = format!("http://127.0.0.1:{}", app.port());

@@ -1,5 +1,6 @@
 //! End-to-end tests of the gateway API: the real app on a real port, talking to the real
 //! simulators over HTTP.
 
+mod faults;
 mod helpers;
 mod servers;
