@@ -91,7 +91,8 @@ impl Default for CacheConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct InboundRateLimit {
     pub enabled: bool,
-    pub requests_per_second: u32,
+    /// Sustained rate per client; fractions allowed (0.5 = one request every 2 s).
+    pub requests_per_second: f64,
     pub burst: u32,
 }
 
@@ -99,7 +100,7 @@ impl Default for InboundRateLimit {
     fn default() -> Self {
         Self {
             enabled: true,
-            requests_per_second: 100,
+            requests_per_second: 100.0,
             burst: 200,
         }
     }
@@ -286,6 +287,13 @@ impl Config {
             return Err(invalid(
                 "cache.max_stale".into(),
                 "ttl must be > 0 and max_stale >= ttl",
+            ));
+        }
+        let rl = &self.server.rate_limit;
+        if !(rl.requests_per_second.is_finite() && rl.requests_per_second > 0.0) || rl.burst == 0 {
+            return Err(invalid(
+                "server.rate_limit.requests_per_second".into(),
+                "requests_per_second must be > 0 and burst >= 1",
             ));
         }
         if self.retry.max_attempts == 0 {

@@ -59,7 +59,12 @@ impl Application {
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let port = listener.local_addr()?.port();
-        let server = crate::http::server(lookup.clone(), listener, config.server.workers)?;
+        let server = crate::http::server(
+            lookup.clone(),
+            listener,
+            config.server.workers,
+            &config.server.rate_limit,
+        )?;
         Ok(Self {
             port,
             server,

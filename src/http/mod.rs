@@ -8,6 +8,7 @@ use actix_web::{web, App, HttpServer};
 use crate::lookup::LookupService;
 
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 
@@ -32,10 +33,18 @@ pub fn server(
     lookup: Arc<LookupService>,
     listener: std::net::TcpListener,
     workers: Option<usize>,
+    rate_limit: &crate::config::InboundRateLimit,
 ) -> std::io::Result<actix_web::dev::Server> {
     let routes = configure(lookup);
+    let limiter = rate_limit
+        .enabled
+        .then(|| web::Data::new(rate_limit::InboundLimiter::new(rate_limit)));
     let mut server = HttpServer::new(move || {
-        App::new()
+        let app = match &limiter {
+            Some(l) => App::new().app_data(l.clone()),
+            None => App::new(),
+        };
+        app.wrap(from_fn(rate_limit::middleware))
             .wrap(from_fn(request_id::middleware))
             .configure(routes.clone())
             .default_service(web::to(routes::not_found))

@@ -3,4 +3,5 @@
 
 mod faults;
 mod helpers;
+mod rate_limit;
 mod servers;
