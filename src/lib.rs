@@ -2,6 +2,7 @@
 //! Manager and Dell OpenManage Enterprise.
 
 pub mod config;
+pub mod controller;
 pub mod demo;
 pub mod domain;
 pub mod http;

@@ -42,6 +42,8 @@ enum Command {
     },
     /// Run the OneView, UCS Manager and OME simulators.
     Sim(SimArgs),
+    /// Print the BareMetalHostGenerator CRD (YAML) generated from the controller's Rust types.
+    Crd,
     /// Simulators plus a gateway configured against them, all on loopback.
     Demo {
         /// Gateway port.
@@ -144,6 +146,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { port, sim } => run_demo(port, &sim).await,
+        Command::Crd => {
+            print!("{}", inventory_gateway::controller::crd::crd_yaml()?);
+            Ok(())
+        }
     }
 }
 

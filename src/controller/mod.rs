@@ -1,0 +1,8 @@
+//! The BareMetalHostGenerator controller (issue 5), built bottom-up:
+//! - [`crd`]: the custom resource types, compatible with the replaced kopf operator;
+//! - [`render`]: pure functions from a generator + a gateway `ServerRecord` to the objects to apply;
+//! - [`gateway_client`]: the only way the controller learns server facts: `GET /servers/{name}`.
+//!
+//! The reconcile loop, admission (buffering) and the Kubernetes-facing wiring come next.
+
+pub mod crd;
