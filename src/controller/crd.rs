@@ -407,7 +407,7 @@ spec:
   server_vendor: hp
   networkConfig:
     vlanId: 120
-    nicName: Mezz 3:1-a
+    nicName: ens1f0
     macIndex: last
 "#;
 
@@ -424,7 +424,7 @@ spec:
         assert_eq!(
             r.nic_override,
             Some(NicOverride {
-                nic_name: "Mezz 3:1-a".into(),
+                nic_name: "ens1f0".into(),
                 mac_index: MacIndex::Last
             })
         );

@@ -6,3 +6,4 @@
 //! The reconcile loop, admission (buffering) and the Kubernetes-facing wiring come next.
 
 pub mod crd;
+pub mod render;
