@@ -170,6 +170,12 @@ impl TestStack {
         for s in self.sims.values() {
             s.stop().await;
         }
+    }
+}
+
+/// Removes the config directory even when a test panics before `stop`.
+impl Drop for TestStack {
+    fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
