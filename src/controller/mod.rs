@@ -6,4 +6,5 @@
 //! The reconcile loop, admission (buffering) and the Kubernetes-facing wiring come next.
 
 pub mod crd;
+pub mod gateway_client;
 pub mod render;
