@@ -54,6 +54,102 @@ pub struct Config {
     /// Default outbound throttle for every system (a system may override it).
     #[serde(default)]
     pub throttle: ThrottleConfig,
+    /// Bearer-token authentication of callers.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Log format and level.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// Callers authenticate with bearer tokens listed (hashed) in `tokens_file`.
+///
+/// Auth is on unless `enabled = false` is written down: a forgotten section must not open the
+/// API. With auth on, `tokens_file` is required when the server starts (checked there rather
+/// than here, so that tools which only build backends from a config need no tokens).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    /// TOML file of `[[tokens]]` entries: `name`, `hash` (from `inventory-gateway hash-token`),
+    /// `scopes` (`read`, `admin`).
+    pub tokens_file: Option<PathBuf>,
+    /// `/healthz` and `/readyz` answer without a token (kubelet probes carry none).
+    pub open_health: bool,
+    /// `/metrics` answers without a token (a Prometheus scrape config may carry one instead).
+    pub open_metrics: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tokens_file: None,
+            open_health: true,
+            open_metrics: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatConfig {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `pretty` for people, `json` for log pipelines. `--log-format`/`IGW_LOG_FORMAT` win.
+    pub log_format: LogFormatConfig,
+    /// `RUST_LOG`-style filter; the `RUST_LOG` environment variable wins.
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormatConfig::Pretty,
+            log_filter: "info".into(),
+        }
+    }
+}
+
+/// What one client connection may cost the server. Defaults suit a lookup API whose requests
+/// carry no body and a few small headers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted (`Content-Length`); larger ones get 413. No route takes a
+    /// body today, so this is small.
+    pub max_body_bytes: usize,
+    /// Largest total size of the request headers (names + values); larger ones get 431.
+    /// actix-web itself refuses more than 96 headers or 128 KiB of head.
+    pub max_header_bytes: usize,
+    /// Time a client has to send its complete request head; a slow or stalled client gets 408
+    /// and is disconnected (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub client_request_timeout: Duration,
+    /// Idle time after which a kept-alive connection is closed; `0s` disables keep-alive.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// On shutdown, how long in-flight requests may take to finish before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024,
+            max_header_bytes: 16 * 1024,
+            client_request_timeout: Duration::from_secs(5),
+            keep_alive: Duration::from_secs(75),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,6 +212,7 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub lookup_timeout: Duration,
     pub rate_limit: InboundRateLimit,
+    pub limits: LimitsConfig,
 }
 
 impl Default for ServerConfig {
@@ -125,6 +222,7 @@ impl Default for ServerConfig {
             workers: None,
             lookup_timeout: Duration::from_secs(30),
             rate_limit: InboundRateLimit::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -295,6 +393,23 @@ impl Config {
                 "server.rate_limit.requests_per_second".into(),
                 "requests_per_second must be > 0 and burst >= 1",
             ));
+        }
+        let limits = &self.server.limits;
+        if limits.max_body_bytes == 0
+            || limits.max_header_bytes == 0
+            || limits.client_request_timeout.is_zero()
+        {
+            return Err(invalid(
+                "server.limits".into(),
+                "max_body_bytes, max_header_bytes and client_request_timeout must be > 0",
+            ));
+        }
+        if self.auth.enabled {
+            if let Some(f) = &self.auth.tokens_file {
+                if !f.is_file() {
+                    return Err(invalid("auth.tokens_file".into(), "file does not exist"));
+                }
+            }
         }
         if self.retry.max_attempts == 0 {
             return Err(invalid("retry.max_attempts".into(), "must be at least 1"));

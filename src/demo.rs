@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::config::{Config, ConfigError};
 use crate::domain::SystemKind;
 use crate::sim::{self, fleet, SimHandle, SimOptions, SimServer};
@@ -83,9 +85,53 @@ pub fn start_sims(
         .collect()
 }
 
+/// A bearer token the demo (or a test) configures, with its scopes (`read`, `admin`).
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub name: String,
+    pub token: SecretString,
+    pub scopes: Vec<&'static str>,
+}
+
+impl TokenSpec {
+    pub fn new(name: &str, token: SecretString, scopes: &[&'static str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            token,
+            scopes: scopes.to_vec(),
+        }
+    }
+}
+
+/// The tokens file (hashes only) for `tokens`.
+pub fn tokens_file_toml(tokens: &[TokenSpec]) -> String {
+    let mut out = String::new();
+    for t in tokens {
+        let scopes: Vec<String> = t.scopes.iter().map(|s| format!("\"{s}\"")).collect();
+        let _ = write!(
+            out,
+            "[[tokens]]\nname = \"{}\"\nhash = \"{}\"\nscopes = [{}]\n\n",
+            t.name,
+            crate::http::auth::hash_token(t.token.expose_secret()),
+            scopes.join(", ")
+        );
+    }
+    out
+}
+
 /// A gateway config (TOML text) pointing at running simulators, as an operator would write it.
-pub fn gateway_config_toml(sims: &[SimHandle], port: u16, ca_bundle: Option<&Path>) -> String {
-    let mut out = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n");
+/// With `tokens_file`, auth is on and reads it; without, auth is explicitly off.
+pub fn gateway_config_toml(
+    sims: &[SimHandle],
+    port: u16,
+    ca_bundle: Option<&Path>,
+    tokens_file: Option<&Path>,
+) -> String {
+    let mut out = match tokens_file {
+        Some(f) => format!("[auth]\ntokens_file = \"{}\"\n\n", f.display()),
+        None => "[auth]\nenabled = false\n\n".to_owned(),
+    };
+    let _ = write!(out, "[server]\nlisten = \"127.0.0.1:{port}\"\n");
     for s in sims {
         let _ = write!(
             out,
@@ -101,11 +147,13 @@ pub fn gateway_config_toml(sims: &[SimHandle], port: u16, ca_bundle: Option<&Pat
     out
 }
 
-/// Writes the simulators' CA (when TLS is on) and the gateway config into `dir`.
+/// Writes the simulators' CA (when TLS is on), the tokens file (when `tokens` is not empty;
+/// empty = auth off) and the gateway config into `dir`.
 pub fn write_gateway_config(
     dir: &Path,
     sims: &[SimHandle],
     port: u16,
+    tokens: &[TokenSpec],
 ) -> Result<(Config, PathBuf), DemoError> {
     let write = |path: PathBuf, text: &str| {
         std::fs::write(&path, text)
@@ -120,7 +168,12 @@ pub fn write_gateway_config(
         Some(pem) => Some(write(dir.join("sim-ca.pem"), pem)?),
         None => None,
     };
-    let toml = gateway_config_toml(sims, port, ca.as_deref());
+    let tokens_file = if tokens.is_empty() {
+        None
+    } else {
+        Some(write(dir.join("tokens.toml"), &tokens_file_toml(tokens))?)
+    };
+    let toml = gateway_config_toml(sims, port, ca.as_deref(), tokens_file.as_deref());
     let path = write(dir.join("gateway.toml"), &toml)?;
     let config = Config::from_toml_str(&toml)?;
     Ok((config, path))

@@ -220,7 +220,7 @@ impl<'de> Deserialize<'de> for BmcAddress {
 }
 
 /// Server vendor, as callers name it in `?vendor=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Vendor {
     Hpe,
@@ -261,7 +261,7 @@ impl FromStr for Vendor {
 }
 
 /// The kind of management system that owns a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SystemKind {
     Oneview,
@@ -293,23 +293,27 @@ impl fmt::Display for SystemKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bmc {
+    /// IPv4, IPv6 (no brackets) or a host name.
+    #[schema(value_type = String, example = "10.1.0.17")]
     pub address: BmcAddress,
     /// e.g. `ilo5`, `cimc`, `idrac9`; null when the vendor does not say.
     pub kind: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Nic {
     pub name: String,
+    /// Lower-case, colon-separated.
+    #[schema(value_type = String, example = "aa:bb:cc:00:11:22", pattern = "^([0-9a-f]{2}:){5}[0-9a-f]{2}$")]
     pub mac: MacAddress,
     pub kind: Option<String>,
     pub location: Option<String>,
 }
 
 /// What the gateway answers for one server. Fields a vendor does not provide are `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServerRecord {
     /// As the vendor spells it.
     pub name: String,
@@ -321,6 +325,8 @@ pub struct ServerRecord {
     pub system_id: String,
     pub bmc: Option<Bmc>,
     pub nics: Vec<Nic>,
+    /// The NIC the vendor marks as boot/first (rule per vendor in the README).
+    #[schema(value_type = Option<String>, pattern = "^([0-9a-f]{2}:){5}[0-9a-f]{2}$")]
     pub boot_mac: Option<MacAddress>,
     pub serial_number: Option<String>,
     pub model: Option<String>,

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod lookup;
+pub mod metrics;
 pub mod resilience;
 pub mod sim;
 pub mod startup;

@@ -4,25 +4,21 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use inventory_gateway::config::Config;
-use inventory_gateway::demo::{self, FleetSpec};
+use inventory_gateway::config::{Config, LogFormatConfig};
+use inventory_gateway::demo::{self, FleetSpec, TokenSpec};
 use inventory_gateway::domain::SystemKind;
+use inventory_gateway::http::auth;
 use inventory_gateway::sim::{fleet, SimHandle};
 use inventory_gateway::startup::Application;
 use inventory_gateway::telemetry::{self, LogFormat};
+use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
 #[command(name = "inventory-gateway", version, about)]
 struct Cli {
-    /// Log output format.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "pretty",
-        env = "IGW_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
+    /// Log output format; defaults to the config's `telemetry.log_format`, else pretty.
+    #[arg(long, global = true, value_enum, env = "IGW_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,8 +45,27 @@ enum Command {
         /// Gateway port.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Bearer token (read + admin) the demo gateway accepts; random when not given.
+        #[arg(long, env = "IGW_DEMO_TOKEN")]
+        token: Option<String>,
         #[command(flatten)]
         sim: SimArgs,
+    },
+    /// Print the OpenAPI document (JSON) of the gateway's API.
+    Openapi,
+    /// Make a tokens-file entry: reads the token from stdin (never from the command line, where
+    /// shell history and `ps` would keep it), or generates one with `--generate` and prints it on
+    /// stderr. The entry goes to stdout: `... hash-token --generate --name ci >> tokens.toml`.
+    HashToken {
+        /// Name of the entry (shows in logs instead of the token).
+        #[arg(long, default_value = "client")]
+        name: String,
+        /// Scopes: read, admin (repeatable).
+        #[arg(long = "scope", default_value = "read", value_parser = ["read", "admin"])]
+        scopes: Vec<String>,
+        /// Generate a new random token instead of reading one.
+        #[arg(long)]
+        generate: bool,
     },
 }
 
@@ -97,11 +112,26 @@ impl SimArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let default_filter = match cli.command {
-        Command::Sim(_) => "warn,inventory_gateway=info",
-        _ => "info",
+    // The config (when there is one) chooses format and filter; `--log-format` and `RUST_LOG`
+    // win. A config that does not load is reported by the command itself.
+    let config_telemetry = match &cli.command {
+        Command::Serve { config } | Command::CheckConfig { config } => {
+            Config::load(config.as_deref(), std::env::vars())
+                .ok()
+                .map(|c| c.telemetry)
+        }
+        _ => None,
     };
-    telemetry::init(cli.log_format, default_filter);
+    let default_filter = match (&cli.command, &config_telemetry) {
+        (_, Some(t)) => t.log_filter.clone(),
+        (Command::Sim(_), None) => "warn,inventory_gateway=info".to_owned(),
+        _ => "info".to_owned(),
+    };
+    let format = cli.log_format.unwrap_or(match config_telemetry {
+        Some(t) if t.log_format == LogFormatConfig::Json => LogFormat::Json,
+        _ => LogFormat::Pretty,
+    });
+    telemetry::init(format, &default_filter);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -115,7 +145,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve { config } => serve(load_config(config.as_deref())?).await,
         Command::CheckConfig { config } => {
             let config = load_config(config.as_deref())?;
+            let auth = auth::Authenticator::from_config(&config.auth)?;
             println!("config OK: listen {}", config.server.listen);
+            match auth {
+                Some(a) => println!("  auth: {} token(s)", a.token_count()),
+                None => println!("  auth: DISABLED"),
+            }
             for s in &config.systems {
                 println!(
                     "  system {:<16} kind {:<8} endpoint {}{}",
@@ -145,7 +180,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo { port, sim } => run_demo(port, &sim).await,
+        Command::Demo { port, token, sim } => run_demo(port, token, &sim).await,
+        Command::Openapi => {
+            print!("{}", inventory_gateway::http::openapi::spec_json());
+            Ok(())
+        }
+        Command::HashToken {
+            name,
+            scopes,
+            generate,
+        } => hash_token(&name, &scopes, generate),
         Command::Crd => {
             print!("{}", inventory_gateway::controller::crd::crd_yaml()?);
             Ok(())
@@ -159,6 +203,7 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = Application::build(&config)?;
+    let limits = &config.server.limits;
     tracing::info!(
         port = app.port(),
         systems = config.systems.len(),
@@ -167,16 +212,50 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let handle = app.handle();
     let server = tokio::spawn(app.run_until_stopped());
     wait_for_shutdown_signal().await;
-    tracing::info!("shutting down: draining requests, then logging out of every system");
+    tracing::info!(
+        drain_timeout_s = limits.shutdown_timeout.as_secs(),
+        "shutting down: draining requests, then logging out of every system"
+    );
     handle.stop(true).await;
     server.await??;
+    tracing::info!("shutdown complete");
     Ok(())
 }
 
-async fn run_demo(port: u16, args: &SimArgs) -> anyhow::Result<()> {
+fn hash_token(name: &str, scopes: &[String], generate: bool) -> anyhow::Result<()> {
+    let token = if generate {
+        let t = auth::generate_token();
+        eprintln!(
+            "new token (store it now; only its hash is kept): {}",
+            t.expose_secret()
+        );
+        t
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the token from stdin")?;
+        let t = line.trim();
+        anyhow::ensure!(t.len() >= 16, "a token must be at least 16 characters");
+        SecretString::from(t.to_owned())
+    };
+    let scopes: Vec<String> = scopes.iter().map(|s| format!("\"{s}\"")).collect();
+    println!(
+        "[[tokens]]\nname = \"{name}\"\nhash = \"{}\"\nscopes = [{}]",
+        auth::hash_token(token.expose_secret()),
+        scopes.join(", ")
+    );
+    Ok(())
+}
+
+async fn run_demo(port: u16, token: Option<String>, args: &SimArgs) -> anyhow::Result<()> {
+    let token = token
+        .map(SecretString::from)
+        .unwrap_or_else(auth::generate_token);
     let sims = args.start()?;
     let dir = std::env::temp_dir().join(format!("inventory-gateway-demo-{}", std::process::id()));
-    let (config, config_path) = demo::write_gateway_config(&dir, &sims, port)?;
+    let tokens = [TokenSpec::new("demo", token.clone(), &["read", "admin"])];
+    let (config, config_path) = demo::write_gateway_config(&dir, &sims, port, &tokens)?;
     let app = Application::build(&config)?;
     let gateway = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -193,18 +272,23 @@ async fn run_demo(port: u16, args: &SimArgs) -> anyhow::Result<()> {
             s.shared.fleet().len()
         );
     }
+    // The demo's own token, printed on purpose: it guards loopback simulators only.
+    println!("  token        {}", token.expose_secret());
+    println!("  swagger ui   {gateway}/swagger-ui/  (Authorize with the token)");
+    let auth = format!("-H 'Authorization: Bearer {}'", token.expose_secret());
     println!("\ntry:");
     for s in &sims {
         let fleet = s.shared.fleet();
         if let Some(first) = fleet.first() {
-            println!("  curl -s {gateway}/servers/{}", first.name);
+            println!("  curl -s {auth} {gateway}/servers/{}", first.name);
         }
     }
     println!(
-        "  curl -s {gateway}/servers/{}-does-not-exist",
+        "  curl -s {auth} {gateway}/servers/{}-does-not-exist",
         fleet::name_prefix(SystemKind::Oneview)
     );
-    println!("  curl -s {gateway}/vendors");
+    println!("  curl -s {auth} {gateway}/vendors");
+    println!("  curl -s {gateway}/metrics");
     println!("\nCtrl-C stops everything.");
 
     wait_for_shutdown_signal().await;

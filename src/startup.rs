@@ -9,7 +9,6 @@ use actix_web::dev::{Server, ServerHandle};
 use crate::config::Config;
 use crate::lookup::{LookupConfig, LookupEvents, LookupService, NoEvents};
 use crate::resilience::CircuitBreaker;
-use crate::vendors::upstream::NoObserver;
 use crate::vendors::{build_backends, BackendError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +20,10 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Auth(#[from] crate::http::auth::AuthError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -40,31 +43,30 @@ impl Application {
         config: &Config,
         events: Arc<dyn LookupEvents>,
     ) -> Result<Self, StartupError> {
-        let backends = build_backends(config, Arc::new(NoObserver))?;
+        // One metrics value observes the lookups, the vendor exchanges and the breakers.
+        let metrics = Arc::new(crate::metrics::Metrics::new(events)?);
+        let authenticator = crate::http::auth::Authenticator::from_config(&config.auth)?;
+        let backends = build_backends(config, metrics.clone())?;
         let systems = backends
             .into_iter()
             .zip(&config.systems)
             .map(|(backend, sys)| {
                 let breaker =
-                    CircuitBreaker::new(sys.name.clone(), sys.breaker_or(&config.breaker).clone());
+                    CircuitBreaker::new(sys.name.clone(), sys.breaker_or(&config.breaker).clone())
+                        .with_observer(metrics.breaker_observer());
                 (backend, breaker)
             })
             .collect();
         let lookup = Arc::new(LookupService::new(
             systems,
             LookupConfig::from_config(config),
-            events,
+            metrics.clone(),
         ));
         let addr = config.server.listen;
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let port = listener.local_addr()?.port();
-        let server = crate::http::server(
-            lookup.clone(),
-            listener,
-            config.server.workers,
-            &config.server.rate_limit,
-        )?;
+        let server = crate::http::server(lookup.clone(), listener, config, metrics, authenticator)?;
         Ok(Self {
             port,
             server,

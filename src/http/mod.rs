@@ -1,22 +1,41 @@
-//! The actix-web application: routes, request ids, problem+json errors.
+//! The actix-web application: routes, auth, limits, metrics, request ids, problem+json errors,
+//! the OpenAPI document and Swagger UI.
 
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::config::Config;
 use crate::lookup::LookupService;
+use crate::metrics::Metrics;
 
+pub mod auth;
+pub mod limits;
+pub mod observe;
+pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 
 /// Registers the API on an actix `ServiceConfig`; shared by the server and by in-process tests.
-pub fn configure(lookup: Arc<LookupService>) -> impl Fn(&mut web::ServiceConfig) + Clone {
+pub fn configure(
+    lookup: Arc<LookupService>,
+    metrics: Arc<Metrics>,
+) -> impl Fn(&mut web::ServiceConfig) + Clone {
     let data = web::Data::from(lookup);
+    let metrics = web::Data::from(metrics);
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(data.clone())
+            .app_data(metrics.clone())
+            .route("/metrics", web::get().to(routes::metrics))
+            .service(
+                SwaggerUi::new("/swagger-ui/{_:.*}")
+                    .url("/api-docs/openapi.json", openapi::ApiDoc::openapi()),
+            )
             .route("/servers/{name}", web::get().to(routes::get_server))
             .route(
                 "/servers/{name}/cache",
@@ -29,29 +48,47 @@ pub fn configure(lookup: Arc<LookupService>) -> impl Fn(&mut web::ServiceConfig)
 }
 
 /// Builds the HTTP server on an already-bound listener (port 0 in tests).
+///
+/// Middleware, outermost first: request id (so every log line of the request carries it),
+/// metrics (sees every final status, refusals included), size limits, inbound rate limit
+/// (before auth, so guessing tokens is rate limited too), auth, then the routes.
 pub fn server(
     lookup: Arc<LookupService>,
     listener: std::net::TcpListener,
-    workers: Option<usize>,
-    rate_limit: &crate::config::InboundRateLimit,
+    config: &Config,
+    metrics: Arc<Metrics>,
+    authenticator: Option<Arc<auth::Authenticator>>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let routes = configure(lookup);
+    let routes = configure(lookup, metrics);
+    let rate_limit = &config.server.rate_limit;
     let limiter = rate_limit
         .enabled
         .then(|| web::Data::new(rate_limit::InboundLimiter::new(rate_limit)));
+    let auth = authenticator.map(web::Data::from);
+    let limits = web::Data::new(config.server.limits.clone());
     let mut server = HttpServer::new(move || {
         let app = match &limiter {
             Some(l) => App::new().app_data(l.clone()),
             None => App::new(),
         };
+        let app = match &auth {
+            Some(a) => app.app_data(a.clone()),
+            None => app,
+        };
+        let app = app.app_data(limits.clone()).wrap(from_fn(auth::middleware));
         app.wrap(from_fn(rate_limit::middleware))
+            .wrap(from_fn(limits::middleware))
+            .wrap(from_fn(observe::middleware))
             .wrap(from_fn(request_id::middleware))
             .configure(routes.clone())
             .default_service(web::to(routes::not_found))
     })
     .disable_signals()
+    .client_request_timeout(config.server.limits.client_request_timeout)
+    .keep_alive(config.server.limits.keep_alive)
+    .shutdown_timeout(config.server.limits.shutdown_timeout.as_secs().max(1))
     .listen(listener)?;
-    if let Some(n) = workers {
+    if let Some(n) = config.server.workers {
         server = server.workers(n);
     }
     Ok(server.run())

@@ -12,7 +12,18 @@ use crate::vendors::BackendError;
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Debug, Clone, Serialize)]
+/// An RFC 9457 problem. `type` is a stable URN per kind of failure; `searched`, `candidates`
+/// and `failures` appear where they apply.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "urn:inventory-gateway:problem:not-found",
+    "title": "Server not found",
+    "status": 404,
+    "detail": "no server of that name in oneview-sim, ucsm-sim, ome-sim",
+    "instance": "/servers/no-such-server",
+    "request_id": "6f1c2a9e-3b1d-4c55-9a57-0f6c1d2b8e11",
+    "searched": ["oneview-sim", "ucsm-sim", "ome-sim"]
+}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub type_uri: String,
@@ -21,9 +32,12 @@ pub struct Problem {
     pub detail: String,
     pub instance: String,
     pub request_id: String,
+    /// The configured systems that were asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub searched: Option<Vec<String>>,
+    /// On 409: every server the name matched.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<super::openapi::CandidateSchema>>)]
     pub candidates: Option<Vec<Candidate>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
@@ -32,7 +46,7 @@ pub struct Problem {
 }
 
 /// One system's failure, as a caller may see it (no credentials, no raw bodies beyond a snippet).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     pub system: String,
     pub error: String,
@@ -51,6 +65,11 @@ pub mod types {
     pub const INTERNAL: &str = "urn:inventory-gateway:problem:internal";
     pub const NO_SYSTEM: &str = "urn:inventory-gateway:problem:no-system-for-vendor";
     pub const ROUTE_NOT_FOUND: &str = "urn:inventory-gateway:problem:route-not-found";
+    pub const UNAUTHORIZED: &str = "urn:inventory-gateway:problem:unauthorized";
+    pub const FORBIDDEN: &str = "urn:inventory-gateway:problem:forbidden";
+    pub const RATE_LIMITED: &str = "urn:inventory-gateway:problem:rate-limited";
+    pub const BODY_TOO_LARGE: &str = "urn:inventory-gateway:problem:body-too-large";
+    pub const HEADERS_TOO_LARGE: &str = "urn:inventory-gateway:problem:headers-too-large";
 }
 
 impl Problem {

@@ -8,6 +8,7 @@ use super::problem::{types, Problem};
 use super::request_id::RequestId;
 use crate::domain::{ServerName, Vendor};
 use crate::lookup::LookupService;
+use crate::metrics::Metrics;
 use crate::resilience::BreakerState;
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +18,44 @@ struct ServerQuery {
     refresh: Option<bool>,
 }
 
+/// Looks a server up by name in the management systems (case-insensitive).
+///
+/// Without `vendor`, every configured system is asked concurrently (or only the one known to own
+/// the name). Answers come from the cache while fresh (`X-Cache: hit`), from the systems
+/// otherwise (`miss`), or, when the owning system fails, from the last good record up to the
+/// configured staleness (`stale`, with `"stale": true`).
+#[utoipa::path(
+    get,
+    path = "/servers/{name}",
+    tag = "servers",
+    params(
+        ("name" = String, Path, description = "Server name: 1-128 characters of `[A-Za-z0-9._:-]`, matched case-insensitively.",
+            pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "hpe-synergy-001"),
+        ("vendor" = Option<String>, Query, description = "Ask only this vendor's systems: `hpe` (alias `hp`), `cisco` (alias `ucs`), `dell`; case-insensitive."),
+        ("refresh" = Option<bool>, Query, description = "Bypass the cache (the lookup is still coalesced with identical ones under way)."),
+    ),
+    responses(
+        (status = 200, description = "The server's NICs and BMC", body = crate::domain::ServerRecord,
+            headers(
+                ("X-Cache" = String, description = "`hit`, `miss` or `stale`"),
+                ("Age" = u64, description = "Seconds since the record was fetched from its system"),
+                ("X-Request-Id" = String, description = "The caller's id when valid, else a generated one"),
+            ),
+            examples(
+                ("hpe" = (summary = "HPE OneView", value = json!(super::openapi::example(super::openapi::EXAMPLE_HPE)))),
+                ("cisco" = (summary = "Cisco UCS Manager", value = json!(super::openapi::example(super::openapi::EXAMPLE_CISCO)))),
+                ("dell" = (summary = "Dell OpenManage Enterprise", value = json!(super::openapi::example(super::openapi::EXAMPLE_DELL)))),
+            )),
+        (status = 400, description = "Invalid name, vendor or query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown bearer token (`WWW-Authenticate` says which)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not in any searched system, or no system for the vendor", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The name matches servers in more than one system (`candidates`), or its profile has no hardware", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "A system answered garbage or an error (`failures`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Every relevant system is unavailable (breaker open or throttled); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The systems did not answer in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_server(
     req: HttpRequest,
     path: web::Path<String>,
@@ -54,7 +93,20 @@ pub async fn get_server(
     }
 }
 
-/// `DELETE /servers/{name}/cache`: forget what the gateway cached for this name.
+/// Forgets what the gateway cached for this name (every vendor hint, and its owner). Needs a
+/// token with the `admin` scope.
+#[utoipa::path(
+    delete,
+    path = "/servers/{name}/cache",
+    tag = "servers",
+    params(("name" = String, Path, description = "Server name", pattern = "^[A-Za-z0-9._:-]{1,128}$")),
+    responses(
+        (status = 204, description = "Forgotten (also when nothing was cached)"),
+        (status = 400, description = "Invalid name", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token lacks the `admin` scope", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn purge_server(
     req: HttpRequest,
     path: web::Path<String>,
@@ -78,15 +130,45 @@ pub async fn purge_server(
     }
 }
 
+/// Every configured system: kind, endpoint, circuit breaker state, last success and failure,
+/// latency percentiles.
+#[utoipa::path(
+    get,
+    path = "/vendors",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The configured systems", body = super::openapi::VendorsResponse),
+        (status = 401, description = "No or unknown bearer token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_vendors(lookup: web::Data<LookupService>) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "systems": lookup.statuses() }))
 }
 
+/// Liveness: the process answers. Open without a token unless configured otherwise.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Alive", body = super::openapi::HealthResponse))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready while at least one system can be asked (its breaker is not open).
+/// Readiness: the config is loaded and at least one system can be asked (its breaker is not
+/// open). Open without a token unless configured otherwise.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Ready; the systems and their breaker states", body = super::openapi::ReadyResponse),
+        (status = 503, description = "Every system's breaker is open", body = super::openapi::ReadyResponse),
+    )
+)]
 pub async fn readyz(lookup: web::Data<LookupService>) -> HttpResponse {
     let statuses = lookup.statuses();
     let usable = statuses.iter().any(|s| s.breaker != BreakerState::Open);
@@ -102,6 +184,39 @@ pub async fn readyz(lookup: web::Data<LookupService>) -> HttpResponse {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Prometheus metrics, text exposition format 0.0.4. Open without a token unless configured
+/// otherwise.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain; version=0.0.4"))
+)]
+pub async fn metrics(
+    req: HttpRequest,
+    metrics: web::Data<Metrics>,
+    lookup: web::Data<LookupService>,
+    rid: RequestId,
+) -> HttpResponse {
+    match metrics.render(&lookup) {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render metrics");
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                types::INTERNAL,
+                "Internal error",
+                "metrics could not be rendered",
+            )
+            .at(req.path(), &rid.0)
+            .response()
+        }
     }
 }
 

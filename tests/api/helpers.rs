@@ -9,6 +9,10 @@ use inventory_gateway::startup::Application;
 use serde_json::Value;
 
 pub const KINDS: [SystemKind; 3] = demo::KINDS;
+/// The stack's client sends this (scope `read`) unless a test says otherwise.
+pub const READ_TOKEN: &str = "test-read-token-0123456789abcdef";
+/// Scope `admin`, for cache purges.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
 static INIT: Once = Once::new();
 
@@ -48,6 +52,10 @@ pub struct StackOptions {
     pub server_extra: String,
     /// Extra top-level TOML tables (e.g. `[cache]\nttl = "100ms"`).
     pub extra: String,
+    /// Configure `READ_TOKEN` and `ADMIN_TOKEN`; false = auth explicitly disabled.
+    pub auth: bool,
+    /// Extra keys of the `[auth]` table (e.g. `open_metrics = false`).
+    pub auth_extra: String,
 }
 
 impl Default for StackOptions {
@@ -58,6 +66,8 @@ impl Default for StackOptions {
             system_extra: String::new(),
             server_extra: String::new(),
             extra: String::new(),
+            auth: true,
+            auth_extra: String::new(),
         }
     }
 }
@@ -67,7 +77,15 @@ pub async fn spawn_stack(opts: StackOptions) -> TestStack {
     let ports: Vec<(SystemKind, u16)> = KINDS.iter().map(|&k| (k, 0)).collect();
     let sims = demo::start_sims(&opts.fleets, &ports, opts.tls).expect("simulators start");
     let dir = std::env::temp_dir().join(format!("igw-test-{}", uuid::Uuid::new_v4()));
-    let (_, path) = demo::write_gateway_config(&dir, &sims, 0).expect("config written");
+    let tokens = if opts.auth {
+        vec![
+            demo::TokenSpec::new("tests-read", READ_TOKEN.to_owned().into(), &["read"]),
+            demo::TokenSpec::new("tests-admin", ADMIN_TOKEN.to_owned().into(), &["admin"]),
+        ]
+    } else {
+        Vec::new()
+    };
+    let (_, path) = demo::write_gateway_config(&dir, &sims, 0, &tokens).expect("config written");
     let mut toml = std::fs::read_to_string(&path).expect("config readable");
     if !opts.system_extra.is_empty() {
         toml = toml.replace(
@@ -80,6 +98,7 @@ pub async fn spawn_stack(opts: StackOptions) -> TestStack {
         &format!("[server]\n{}\n", opts.server_extra),
         1,
     );
+    toml = toml.replacen("[auth]\n", &format!("[auth]\n{}\n", opts.auth_extra), 1);
     toml.push('\n');
     toml.push_str(&opts.extra);
     let config = inventory_gateway::config::Config::from_toml_str(&toml).expect("valid config");
@@ -89,7 +108,7 @@ pub async fn spawn_stack(opts: StackOptions) -> TestStack {
     tokio::spawn(app.run_until_stopped());
     TestStack {
         gateway,
-        client: reqwest::Client::new(),
+        client: bearer_client(READ_TOKEN),
         sims: sims.into_iter().map(|s| (s.kind, s)).collect(),
         handle,
         dir,
@@ -178,6 +197,18 @@ impl Drop for TestStack {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A client that sends `Authorization: Bearer <token>` on every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("token is a valid header value");
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client builds")
 }
 
 /// The counter key of each simulator's login call.

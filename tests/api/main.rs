@@ -3,5 +3,6 @@
 
 mod faults;
 mod helpers;
+mod ops;
 mod rate_limit;
 mod servers;

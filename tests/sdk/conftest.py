@@ -20,6 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 USERNAME = "admin"
 PASSWORD = "sim-password"
+# The demo gateway requires a bearer token; this one is handed to it with --token.
+TOKEN = "sdk-tests-token-0123456789abcdef"
 
 
 def _free_port() -> int:
@@ -39,8 +41,11 @@ def _binary() -> str:
     raise RuntimeError("build the binary first (cargo build) or set IGW_BIN")
 
 
-def _get(url: str, ctx=None, timeout=2.0):
-    with urllib.request.urlopen(url, timeout=timeout, context=ctx) as r:
+def _get(url: str, ctx=None, timeout=2.0, token=None):
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
         return r.status, r.read()
 
 
@@ -62,7 +67,7 @@ class Stack:
 
     def gateway_record(self, name, vendor=None):
         query = f"?vendor={vendor}" if vendor else ""
-        status, body = _get(f"{self.gateway}/servers/{name}{query}", timeout=10.0)
+        status, body = _get(f"{self.gateway}/servers/{name}{query}", timeout=10.0, token=TOKEN)
         assert status == 200
         return json.loads(body)
 
@@ -72,7 +77,7 @@ def stack():
     ports = {k: _free_port() for k in ("gateway", "oneview", "ucsm", "ome")}
     cmd = [
         _binary(), "demo", "--tls", "--servers", "20", "--seed", "7",
-        "--port", str(ports["gateway"]),
+        "--port", str(ports["gateway"]), "--token", TOKEN,
         "--oneview-port", str(ports["oneview"]),
         "--ucsm-port", str(ports["ucsm"]),
         "--ome-port", str(ports["ome"]),

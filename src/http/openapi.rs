@@ -1,0 +1,194 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and the domain types
+//! (utoipa), served at `/api-docs/openapi.json` and browsable in Swagger UI at `/swagger-ui/`.
+//! `openapi/openapi.json` in the repository is this document, committed; a test fails when the
+//! two differ (`inventory-gateway openapi > openapi/openapi.json` refreshes it).
+//!
+//! The `ServerRecord` examples are real answers of the gateway against the demo's simulated
+//! fleet (`openapi/examples/*.json`); a test asks the gateway for the same servers and compares.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::problem::{Failure, Problem};
+use crate::domain::{Bmc, Nic, ServerRecord, SystemKind, Vendor};
+
+/// A real record per vendor, as the gateway answered it (see the module comment).
+pub const EXAMPLE_HPE: &str = include_str!("../../openapi/examples/hpe.json");
+pub const EXAMPLE_CISCO: &str = include_str!("../../openapi/examples/cisco.json");
+pub const EXAMPLE_DELL: &str = include_str!("../../openapi/examples/dell.json");
+
+/// The three examples, parsed; an unparsable file shows up as `null` in the spec and fails the
+/// example test.
+pub fn example(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
+}
+
+/// A circuit breaker's state, as `/vendors` and `/readyz` show it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerStateSchema {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// A server the name matched (in a 409).
+#[derive(Serialize, ToSchema)]
+pub struct CandidateSchema {
+    /// The configured name of the system instance.
+    pub system_name: String,
+    pub system: SystemKind,
+    pub system_id: String,
+    pub name: String,
+}
+
+/// One configured system's state.
+#[derive(Serialize, ToSchema)]
+pub struct SystemStatusSchema {
+    pub name: String,
+    pub kind: SystemKind,
+    pub vendor: Vendor,
+    pub endpoint: String,
+    pub breaker: BreakerStateSchema,
+    pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_failure: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_error: Option<String>,
+    /// Over the last lookups answered by this system (up to 512); null before the first.
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VendorsResponse {
+    pub systems: Vec<SystemStatusSchema>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadySystem {
+    pub name: String,
+    pub kind: SystemKind,
+    pub breaker: BreakerStateSchema,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ReadyResponse {
+    /// `ready`, or `unavailable` when every system's breaker is open.
+    #[schema(example = "ready")]
+    pub status: String,
+    pub systems: Vec<ReadySystem>,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token listed (hashed) in the gateway's tokens file; scope `read` for \
+                         lookups, `admin` for cache purges.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "inventory-gateway",
+        description = "Server name → NIC MAC addresses and BMC address, from HPE OneView, Cisco \
+                       UCS Manager and Dell OpenManage Enterprise, cached and protected by \
+                       retries, circuit breakers and rate limits. Errors are RFC 9457 \
+                       `application/problem+json`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        super::routes::get_server,
+        super::routes::purge_server,
+        super::routes::list_vendors,
+        super::routes::healthz,
+        super::routes::readyz,
+        super::routes::metrics,
+    ),
+    components(schemas(
+        ServerRecord, Bmc, Nic, Vendor, SystemKind, Problem, Failure, CandidateSchema,
+        SystemStatusSchema, BreakerStateSchema, VendorsResponse, HealthResponse, ReadyResponse,
+        ReadySystem
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "servers", description = "Server lookups"),
+        (name = "operations", description = "Health, readiness, metrics and system status")
+    )
+)]
+pub struct ApiDoc;
+
+/// The document, pretty-printed with a trailing newline (the committed file's exact form).
+pub fn spec_json() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented() {
+        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        for p in [
+            "/servers/{name}",
+            "/servers/{name}/cache",
+            "/vendors",
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        ] {
+            assert!(paths.contains_key(p), "{p} missing from the spec");
+        }
+        assert_eq!(
+            spec["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
+
+    #[test]
+    fn the_committed_spec_matches_the_code() {
+        let committed = include_str!("../../openapi/openapi.json");
+        assert!(
+            committed == spec_json(),
+            "openapi/openapi.json is out of date: run `cargo run -- openapi > openapi/openapi.json`"
+        );
+    }
+
+    #[test]
+    fn examples_are_records_of_each_vendor() {
+        for (text, vendor) in [
+            (EXAMPLE_HPE, Vendor::Hpe),
+            (EXAMPLE_CISCO, Vendor::Cisco),
+            (EXAMPLE_DELL, Vendor::Dell),
+        ] {
+            let record: ServerRecord = serde_json::from_str(text).unwrap();
+            assert_eq!(record.vendor, vendor);
+            assert!(!record.nics.is_empty());
+        }
+    }
+}
