@@ -35,7 +35,8 @@ async fn stack_with_system_timeout(timeout: &str, extra: &str) -> TestStack {
 
 fn client(stack: &TestStack, f: impl FnOnce(&mut GatewayClientConfig)) -> GatewayClient {
     let mut cfg = GatewayClientConfig::new(Url::parse(&stack.gateway).unwrap());
-    cfg.token = Some(SecretString::from("controller-token"));
+    // The gateway checks tokens; the controller reads with the read scope like any client.
+    cfg.token = Some(SecretString::from(helpers::READ_TOKEN));
     cfg.timeout = Duration::from_secs(5);
     cfg.base_backoff = Duration::from_millis(20);
     f(&mut cfg);
