@@ -1,6 +1,7 @@
 //! inventory-gateway: server name → NIC MACs and BMC address, from HPE OneView, Cisco UCS
 //! Manager and Dell OpenManage Enterprise.
 
+pub mod bench;
 pub mod config;
 pub mod controller;
 pub mod demo;

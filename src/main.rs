@@ -51,6 +51,9 @@ enum Command {
         #[command(flatten)]
         sim: SimArgs,
     },
+    /// Benchmark the gateway against the simulators on loopback (warm and cold path,
+    /// coalescing, fan-out, peak RSS); prints one Markdown table, `--out` writes BENCHMARKS.md.
+    Bench(inventory_gateway::bench::BenchArgs),
     /// Print the OpenAPI document (JSON) of the gateway's API.
     Openapi,
     /// Make a tokens-file entry: reads the token from stdin (never from the command line, where
@@ -125,6 +128,7 @@ fn main() -> anyhow::Result<()> {
     let default_filter = match (&cli.command, &config_telemetry) {
         (_, Some(t)) => t.log_filter.clone(),
         (Command::Sim(_), None) => "warn,inventory_gateway=info".to_owned(),
+        (Command::Bench(_), None) => "warn".to_owned(),
         _ => "info".to_owned(),
     };
     let format = cli.log_format.unwrap_or(match config_telemetry {
@@ -181,6 +185,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { port, token, sim } => run_demo(port, token, &sim).await,
+        Command::Bench(args) => {
+            let exe = std::env::current_exe().context("cannot find this program's path")?;
+            let argv: Vec<String> = std::env::args().collect();
+            Ok(inventory_gateway::bench::run(args, exe, &argv).await?)
+        }
         Command::Openapi => {
             print!("{}", inventory_gateway::http::openapi::spec_json());
             Ok(())
