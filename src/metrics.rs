@@ -198,6 +198,10 @@ impl Metrics {
             inner_events,
             registry: r,
         };
+        // Zero series from the start, so that rate() and alerts work before the first refusal.
+        for direction in ["inbound", "outbound"] {
+            m.rate_limited.with_label_values(&[direction]);
+        }
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

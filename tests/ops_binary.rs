@@ -251,6 +251,10 @@ async fn sigterm_drains_in_flight_requests_logs_out_of_every_system_and_exits_0(
         .seen
         .iter()
         .any(|l| message(l).starts_with("shutting down")));
+    assert!(
+        !gw.seen.iter().any(|l| l.contains(TOKEN)),
+        "a log line carries the token"
+    );
     for sim in &sims {
         sim.stop().await;
     }
@@ -313,4 +317,97 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_token() {
     for sim in &sims {
         sim.stop().await;
     }
+}
+
+#[test]
+fn hash_token_makes_entries_the_gateway_accepts() {
+    use std::io::Write;
+    let bin = env!("CARGO_BIN_EXE_inventory-gateway");
+    // A token given on stdin: the entry holds its SHA-256, never the token.
+    let mut child = Command::new(bin)
+        .args([
+            "hash-token",
+            "--name",
+            "ci",
+            "--scope",
+            "read",
+            "--scope",
+            "admin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{TOKEN}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("runs");
+    assert!(out.status.success());
+    let entry = String::from_utf8_lossy(&out.stdout);
+    assert!(!entry.contains(TOKEN));
+    let parsed: toml::Table = toml::from_str(&entry).expect("a TOML entry");
+    let t = &parsed["tokens"][0];
+    assert_eq!(
+        t["hash"].as_str(),
+        Some(inventory_gateway::http::auth::hash_token(TOKEN).as_str())
+    );
+    assert_eq!(t["scopes"].as_array().map(Vec::len), Some(2));
+
+    // A generated token: on stderr, its hash on stdout.
+    let out = Command::new(bin)
+        .args(["hash-token", "--generate"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let token = stderr.trim().rsplit(' ').next().expect("token on stderr");
+    assert!(token.starts_with("igw_") && token.len() == 68, "{stderr}");
+    let parsed: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        parsed["tokens"][0]["hash"].as_str(),
+        Some(inventory_gateway::http::auth::hash_token(token).as_str())
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_tokens_unless_auth_is_explicitly_off() {
+    let dir = std::env::temp_dir().join(format!("igw-noauth-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
+    let system =
+        "[[systems]]\nname = \"ov\"\nkind = \"oneview\"\nendpoint = \"http://127.0.0.1:9\"\n\
+                  username = \"u\"\npassword = \"p\"\n";
+    let bin = env!("CARGO_BIN_EXE_inventory-gateway");
+    let path = dir.join("no-auth-section.toml");
+    std::fs::write(
+        &path,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n{system}"),
+    )
+    .unwrap();
+    let out = Command::new(bin)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("auth.tokens_file"), "{stderr}");
+
+    let path = dir.join("auth-off.toml");
+    std::fs::write(&path, format!("[auth]\nenabled = false\n{system}")).unwrap();
+    let out = Command::new(bin)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("auth: DISABLED"));
 }
