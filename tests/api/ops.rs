@@ -325,19 +325,36 @@ async fn a_slow_client_is_cut_off_after_the_request_timeout() {
         "{answer}"
     );
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    stack.stop().await;
+}
 
-    // A complete request on a kept-alive connection is answered, then the idle connection is
-    // closed after the keep-alive time.
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_keep_alive_time() {
+    // A generous head timeout, so that only keep-alive can close the connection, even on a
+    // loaded machine.
+    let stack = spawn_stack(StackOptions {
+        extra: "[server.limits]\nclient_request_timeout = \"10s\"\nkeep_alive = \"1s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let addr = stack.gateway.trim_start_matches("http://").to_owned();
     let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
     conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await;
+    let started = Instant::now();
+    let read = tokio::time::timeout(Duration::from_secs(9), conn.read_to_end(&mut answer)).await;
     assert!(
         read.is_ok(),
-        "an idle kept-alive connection stayed open for 10 s"
+        "an idle kept-alive connection stayed open for 9 s"
     );
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{read:?}: {answer}");
     stack.stop().await;
 }
