@@ -279,7 +279,7 @@ def main():
                 proc.kill()
                 code = "killed after 60 s"
     assert code == 0, f"demo exited with {code}; log in {log_path}"
-    print("ops checks: 5 passed, 0 failed", flush=True)
+    print("ops: 5 passed, 0 failed", flush=True)
 
 
 if __name__ == "__main__":
