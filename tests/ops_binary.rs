@@ -261,8 +261,6 @@ async fn sigterm_drains_in_flight_requests_logs_out_of_every_system_and_exits_0(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until the single-flight task carries the leader's request span \
-            (src/lookup/singleflight.rs: spawn the flight `.instrument(Span::current())`)"]
 async fn every_log_line_of_a_request_carries_its_request_id_and_no_token() {
     let sims = start_sims();
     let mut gw = Gateway::start(&sims, "info,inventory_gateway=debug");

@@ -57,14 +57,18 @@ where
                     let registry = self.flights.clone();
                     let task_key = key.clone();
                     // The lock is held until the flight is registered, so the task cannot remove
-                    // its entry before it exists.
-                    let task = tokio::spawn(async move {
-                        let value = work.await;
-                        if let Ok(mut flights) = registry.lock() {
-                            flights.remove(&task_key);
-                        }
-                        value
-                    });
+                    // its entry before it exists. The task carries the leader's span, so the
+                    // vendor calls it makes log under the request id that started them.
+                    let task = tokio::spawn(tracing::Instrument::instrument(
+                        async move {
+                            let value = work.await;
+                            if let Ok(mut flights) = registry.lock() {
+                                flights.remove(&task_key);
+                            }
+                            value
+                        },
+                        tracing::Span::current(),
+                    ));
                     let flight = async move { task.await.ok() }.boxed().shared();
                     flights.insert(key, flight.clone());
                     (flight, Role::Leader)
