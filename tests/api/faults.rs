@@ -76,60 +76,26 @@ async fn added_latency_still_gives_the_right_answer() {
     stack.stop().await;
 }
 
-#[tokio::test]
-async fn server_errors_are_retried_up_to_the_bound_then_502() {
-    let stack = fault_stack("").await;
-    for kind in KINDS {
-        let names = warm(&stack, kind).await;
-        stack.sim_post(kind, "reset").await;
-        stack
-            .set_faults(
-                kind,
-                json!({"endpoint": query_key(kind), "error_rate": 1.0, "error_status": 500}),
-            )
-            .await;
-        let (status, body) = status_and_body(stack.get(&hinted(kind, &names[3])).await).await;
-        assert_eq!(status, 502, "{kind}: {body}");
-        assert!(
-            body["detail"].as_str().unwrap_or("").contains("500"),
-            "{body}"
-        );
-        assert_eq!(calls_to(&stack, kind, query_key(kind)).await, 3, "{kind}");
-    }
-    stack.stop().await;
+/// What one lookup met when `fault` was aimed at a warmed-up system's query call.
+struct Outcome {
+    status: u16,
+    body: Value,
+    retry_after: Option<String>,
+    /// Query calls the lookup made (attempts).
+    attempts: u64,
 }
 
-#[tokio::test]
-async fn client_errors_other_than_429_are_not_retried() {
+/// Sets `fault` (the endpoint is filled in) on each system in turn, makes one hinted lookup of
+/// a never-cached name, and hands back what happened for each system.
+async fn each_system_under(fault: Value) -> Vec<(SystemKind, Outcome)> {
     let stack = fault_stack("").await;
+    let mut outcomes = Vec::new();
     for kind in KINDS {
         let names = warm(&stack, kind).await;
         stack.sim_post(kind, "reset").await;
-        stack
-            .set_faults(
-                kind,
-                json!({"endpoint": query_key(kind), "error_rate": 1.0, "error_status": 400}),
-            )
-            .await;
-        let (status, _) = status_and_body(stack.get(&hinted(kind, &names[3])).await).await;
-        assert_eq!(status, 502, "{kind}");
-        assert_eq!(calls_to(&stack, kind, query_key(kind)).await, 1, "{kind}");
-    }
-    stack.stop().await;
-}
-
-#[tokio::test]
-async fn a_429_is_retried_after_its_retry_after_within_the_deadline() {
-    let stack = fault_stack("").await;
-    for kind in KINDS {
-        let names = warm(&stack, kind).await;
-        stack.sim_post(kind, "reset").await;
-        stack
-            .set_faults(
-                kind,
-                json!({"endpoint": query_key(kind), "error_rate": 1.0, "error_status": 429, "retry_after_s": 1}),
-            )
-            .await;
+        let mut fault = fault.clone();
+        fault["endpoint"] = json!(query_key(kind));
+        stack.set_faults(kind, fault).await;
         let resp = stack.get(&hinted(kind, &names[3])).await;
         let retry_after = resp
             .headers()
@@ -137,62 +103,73 @@ async fn a_429_is_retried_after_its_retry_after_within_the_deadline() {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let (status, body) = status_and_body(resp).await;
-        assert_eq!(status, 502, "{kind}: {body}");
-        assert_eq!(retry_after.as_deref(), Some("1"), "{kind}");
-        // A 1 s wait fits once into the 2 s deadline; a second wait would overrun it.
-        assert_eq!(calls_to(&stack, kind, query_key(kind)).await, 2, "{kind}");
+        // Clear the fault (not the counters) so that the next system starts healthy.
+        stack.set_faults(kind, json!({})).await;
+        let attempts = calls_to(&stack, kind, query_key(kind)).await;
+        outcomes.push((
+            kind,
+            Outcome {
+                status,
+                body,
+                retry_after,
+                attempts,
+            },
+        ));
     }
     stack.stop().await;
+    outcomes
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_up_to_the_bound_then_502() {
+    for (kind, o) in each_system_under(json!({"error_rate": 1.0, "error_status": 500})).await {
+        assert_eq!(o.status, 502, "{kind}: {}", o.body);
+        let detail = o.body["detail"].as_str().unwrap_or("");
+        assert!(detail.contains("500"), "{kind}: {}", o.body);
+        assert_eq!(o.attempts, 3, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn client_errors_other_than_429_are_not_retried() {
+    for (kind, o) in each_system_under(json!({"error_rate": 1.0, "error_status": 400})).await {
+        assert_eq!(o.status, 502, "{kind}: {}", o.body);
+        assert_eq!(o.attempts, 1, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_its_retry_after_within_the_deadline() {
+    let fault = json!({"error_rate": 1.0, "error_status": 429, "retry_after_s": 1});
+    for (kind, o) in each_system_under(fault).await {
+        assert_eq!(o.status, 502, "{kind}: {}", o.body);
+        assert_eq!(o.retry_after.as_deref(), Some("1"), "{kind}");
+        // A 1 s wait fits once into the 2 s deadline; a second wait would overrun it.
+        assert_eq!(o.attempts, 2, "{kind}");
+    }
 }
 
 #[tokio::test]
 async fn a_hung_system_is_a_504_within_the_deadline() {
-    let stack = fault_stack("").await;
-    for kind in KINDS {
-        let names = warm(&stack, kind).await;
-        stack
-            .set_faults(kind, json!({"endpoint": query_key(kind), "hang": true}))
-            .await;
-        let (status, body) = status_and_body(stack.get(&hinted(kind, &names[3])).await).await;
-        assert_eq!(status, 504, "{kind}: {body}");
-        stack.sim_post(kind, "reset").await;
+    for (kind, o) in each_system_under(json!({"hang": true})).await {
+        assert_eq!(o.status, 504, "{kind}: {}", o.body);
     }
-    stack.stop().await;
 }
 
 #[tokio::test]
 async fn dropped_connections_are_retried_then_502() {
-    let stack = fault_stack("").await;
-    for kind in KINDS {
-        let names = warm(&stack, kind).await;
-        stack.sim_post(kind, "reset").await;
-        stack
-            .set_faults(kind, json!({"endpoint": query_key(kind), "drop_rate": 1.0}))
-            .await;
-        let (status, body) = status_and_body(stack.get(&hinted(kind, &names[3])).await).await;
-        assert_eq!(status, 502, "{kind}: {body}");
-        assert_eq!(calls_to(&stack, kind, query_key(kind)).await, 3, "{kind}");
+    for (kind, o) in each_system_under(json!({"drop_rate": 1.0})).await {
+        assert_eq!(o.status, 502, "{kind}: {}", o.body);
+        assert_eq!(o.attempts, 3, "{kind}");
     }
-    stack.stop().await;
 }
 
 #[tokio::test]
 async fn malformed_bodies_are_502_and_not_retried() {
-    let stack = fault_stack("").await;
-    for kind in KINDS {
-        let names = warm(&stack, kind).await;
-        stack.sim_post(kind, "reset").await;
-        stack
-            .set_faults(
-                kind,
-                json!({"endpoint": query_key(kind), "malformed_rate": 1.0}),
-            )
-            .await;
-        let (status, body) = status_and_body(stack.get(&hinted(kind, &names[3])).await).await;
-        assert_eq!(status, 502, "{kind}: {body}");
-        assert_eq!(calls_to(&stack, kind, query_key(kind)).await, 1, "{kind}");
+    for (kind, o) in each_system_under(json!({"malformed_rate": 1.0})).await {
+        assert_eq!(o.status, 502, "{kind}: {}", o.body);
+        assert_eq!(o.attempts, 1, "{kind}");
     }
-    stack.stop().await;
 }
 
 #[tokio::test]
