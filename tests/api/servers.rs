@@ -374,3 +374,68 @@ impl TestStack {
         v["servers"].as_array().cloned().unwrap_or_default()
     }
 }
+
+#[tokio::test]
+async fn several_ucs_domains_are_searched_and_named_apart() {
+    // A second UCS Manager domain whose fleet shares one name with the first domain.
+    let mut fleet_b = fleet::generate(SystemKind::Ucsm, 7, 4);
+    for (i, s) in fleet_b.iter_mut().enumerate() {
+        s.name = format!("pod-b-sp-{i:03}");
+    }
+    let shared = fleet::generate(SystemKind::Ucsm, 42, 20)[2].name.clone();
+    fleet_b[3].name = shared.clone();
+    let mut opts = inventory_gateway::sim::SimOptions::new(SystemKind::Ucsm, fleet_b);
+    opts.username = inventory_gateway::demo::SIM_USERNAME.into();
+    opts.password = inventory_gateway::demo::SIM_PASSWORD.into();
+    let domain_b = inventory_gateway::sim::start(opts).expect("second UCSM domain starts");
+    let stack = spawn_stack(StackOptions {
+        extra: format!(
+            "[[systems]]\nname = \"ucs-pod-b\"\nkind = \"ucsm\"\nendpoint = \"{}\"\n\
+             username = \"{}\"\npassword = \"{}\"\n",
+            domain_b.base_url.as_str().trim_end_matches('/'),
+            inventory_gateway::demo::SIM_USERNAME,
+            inventory_gateway::demo::SIM_PASSWORD,
+        ),
+        ..Default::default()
+    })
+    .await;
+
+    for path in [
+        "/servers/pod-b-sp-001",
+        "/servers/POD-B-SP-001?vendor=cisco",
+    ] {
+        let resp = stack.get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let record: Value = resp.json().await.expect("json");
+        assert_eq!(record["system_name"], json!("ucs-pod-b"), "{path}");
+        assert_eq!(record["name"], json!("pod-b-sp-001"));
+    }
+    let first_domain = fleet::generate(SystemKind::Ucsm, 42, 20)[5].name.clone();
+    let record: Value = stack
+        .get(&format!("/servers/{first_domain}?vendor=ucs"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(record["system_name"], json!("ucsm-sim"));
+
+    let body = problem(
+        stack.get(&format!("/servers/{shared}?vendor=cisco")).await,
+        409,
+    )
+    .await;
+    let systems: Vec<&str> = body["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter_map(|c| c["system_name"].as_str())
+        .collect();
+    assert_eq!(systems, ["ucsm-sim", "ucs-pod-b"]);
+    assert_eq!(
+        body["searched"],
+        json!(["ucsm-sim", "ucs-pod-b"]),
+        "only the Cisco systems are asked with ?vendor=cisco"
+    );
+    stack.stop().await;
+    domain_b.stop().await;
+}
