@@ -3,8 +3,11 @@
 //! - [`render`]: pure functions from a generator + a gateway `ServerRecord` to the objects to apply;
 //! - [`gateway_client`]: the only way the controller learns server facts: `GET /servers/{name}`.
 //!
-//! The reconcile loop, admission (buffering) and the Kubernetes-facing wiring come next.
+//! - [`admission`]: the race-free buffering limit (pure, no Kubernetes calls).
+//!
+//! The reconcile loop and the Kubernetes-facing wiring come next.
 
+pub mod admission;
 pub mod crd;
 pub mod gateway_client;
 pub mod render;
