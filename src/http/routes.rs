@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::problem::{types, Problem};
 use super::request_id::RequestId;
-use crate::domain::{ServerName, Vendor};
+use crate::domain::{DomainError, ServerName, Vendor};
 use crate::lookup::LookupService;
 use crate::metrics::Metrics;
 use crate::resilience::BreakerState;
@@ -63,14 +63,12 @@ pub async fn get_server(
     rid: RequestId,
 ) -> HttpResponse {
     let instance = req.path().to_owned();
-    let bad = |type_uri: &str, title: &str, detail: String| {
-        Problem::new(StatusCode::BAD_REQUEST, type_uri, title, detail)
-            .at(&instance, &rid.0)
-            .response()
-    };
     let name = match ServerName::parse(&path) {
         Ok(n) => n,
-        Err(e) => return bad(types::INVALID_NAME, "Invalid server name", e.to_string()),
+        Err(e) => return invalid_name(e, &instance, &rid),
+    };
+    let bad = |type_uri: &str, title: &str, detail: String| {
+        bad_request(type_uri, title, detail, &instance, &rid)
     };
     let query = match web::Query::<ServerQuery>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
@@ -119,15 +117,31 @@ pub async fn purge_server(
             tracing::info!(server = %name, removed, "cache purged");
             HttpResponse::NoContent().finish()
         }
-        Err(e) => Problem::new(
-            StatusCode::BAD_REQUEST,
-            types::INVALID_NAME,
-            "Invalid server name",
-            e.to_string(),
-        )
-        .at(req.path(), &rid.0)
-        .response(),
+        Err(e) => invalid_name(e, req.path(), &rid),
     }
+}
+
+/// The 400 problem every route answers for an invalid server name.
+fn invalid_name(e: DomainError, instance: &str, rid: &RequestId) -> HttpResponse {
+    bad_request(
+        types::INVALID_NAME,
+        "Invalid server name",
+        e.to_string(),
+        instance,
+        rid,
+    )
+}
+
+fn bad_request(
+    type_uri: &str,
+    title: &str,
+    detail: String,
+    instance: &str,
+    rid: &RequestId,
+) -> HttpResponse {
+    Problem::new(StatusCode::BAD_REQUEST, type_uri, title, detail)
+        .at(instance, &rid.0)
+        .response()
 }
 
 /// Every configured system: kind, endpoint, circuit breaker state, last success and failure,

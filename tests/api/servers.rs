@@ -118,6 +118,16 @@ async fn a_vendor_hint_asks_only_that_system_and_no_hint_asks_all() {
     stack.stop().await;
 }
 
+/// The `system_name` of each candidate in a 409 problem, in order.
+fn candidate_systems(body: &Value) -> Vec<&str> {
+    body["candidates"]
+        .as_array()
+        .expect("candidates")
+        .iter()
+        .filter_map(|c| c["system_name"].as_str())
+        .collect()
+}
+
 async fn problem(resp: reqwest::Response, status: u16) -> Value {
     assert_eq!(resp.status(), status);
     assert_eq!(
@@ -203,12 +213,7 @@ async fn a_name_in_two_systems_is_409_listing_both() {
     })
     .await;
     let body = problem(stack.get(&format!("/servers/{shared_name}")).await, 409).await;
-    let systems: Vec<&str> = body["candidates"]
-        .as_array()
-        .expect("candidates")
-        .iter()
-        .filter_map(|c| c["system_name"].as_str())
-        .collect();
+    let systems = candidate_systems(&body);
     assert_eq!(systems, ["oneview-sim", "ome-sim"]);
     // A vendor hint resolves the ambiguity.
     let resp = stack
@@ -424,12 +429,7 @@ async fn several_ucs_domains_are_searched_and_named_apart() {
         409,
     )
     .await;
-    let systems: Vec<&str> = body["candidates"]
-        .as_array()
-        .expect("candidates")
-        .iter()
-        .filter_map(|c| c["system_name"].as_str())
-        .collect();
+    let systems = candidate_systems(&body);
     assert_eq!(systems, ["ucsm-sim", "ucs-pod-b"]);
     assert_eq!(
         body["searched"],
