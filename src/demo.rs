@@ -12,8 +12,8 @@ use crate::config::{Config, ConfigError};
 use crate::domain::SystemKind;
 use crate::sim::{self, fleet, SimHandle, SimOptions, SimServer};
 
-pub const SIM_USERNAME: &str = "admin";
-pub const SIM_PASSWORD: &str = "sim-password";
+pub const SIM_USERNAME: &str = sim::DEFAULT_USERNAME;
+pub const SIM_PASSWORD: &str = sim::DEFAULT_PASSWORD;
 pub const KINDS: [SystemKind; 3] = [SystemKind::Oneview, SystemKind::Ucsm, SystemKind::Ome];
 
 #[derive(Debug, Clone)]
@@ -78,8 +78,6 @@ pub fn start_sims(
             opts.port = port;
             opts.tls = tls;
             opts.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
-            opts.username = SIM_USERNAME.into();
-            opts.password = SIM_PASSWORD.into();
             sim::start(opts).map_err(|source| DemoError::Sim { kind, source })
         })
         .collect()

@@ -189,6 +189,10 @@ impl SimShared {
 /// A vendor simulator's HTTP routes, given its shared state.
 pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
+/// The credentials a simulator accepts unless told otherwise (the demo's, the tests').
+pub const DEFAULT_USERNAME: &str = "admin";
+pub const DEFAULT_PASSWORD: &str = "sim-password";
+
 #[derive(Debug, Clone)]
 pub struct SimOptions {
     pub kind: SystemKind,
@@ -210,8 +214,8 @@ impl SimOptions {
             port: 0,
             tls: false,
             fleet,
-            username: "admin".into(),
-            password: "sim-password".into(),
+            username: DEFAULT_USERNAME.into(),
+            password: DEFAULT_PASSWORD.into(),
             workers: 2,
         }
     }
