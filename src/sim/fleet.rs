@@ -147,7 +147,7 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
             SimServer {
                 name,
                 serial_number: format!("FCH{:04}7{:03}G", rng.below(10_000), rng.below(1000)),
-                model: if n % 3 == 0 {
+                model: if n.is_multiple_of(3) {
                     "UCSC-C220-M5SX".into()
                 } else {
                     "UCSB-B200-M5".into()
@@ -169,7 +169,7 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 })
                 .collect();
             // Every seventh iDRAC is IPv6-only, to keep that path honest.
-            let bmc_address = if n % 7 == 0 {
+            let bmc_address = if n.is_multiple_of(7) {
                 format!("fd00:30::{n:x}")
             } else {
                 format!("10.30.{octet3}.{octet4}")

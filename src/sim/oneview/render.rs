@@ -148,7 +148,7 @@ fn parse_port(label: &str) -> Option<(&str, u32, u32, char)> {
 /// Every third server also has a FibreChannel connection (it carries a MAC in real data too),
 /// placed between the Ethernet ones by `id`.
 fn connections(i: usize, s: &SimServer) -> Vec<Value> {
-    let fc_after = (i % 3 == 0 && !s.nics.is_empty()).then_some(1);
+    let fc_after = (i.is_multiple_of(3) && !s.nics.is_empty()).then_some(1);
     let mut out = Vec::new();
     let mut id = 1;
     for (p, nic) in s.nics.iter().enumerate() {

@@ -626,7 +626,7 @@ fn concrete_classes(class: &str) -> &'static [&'static str] {
 
 /// Every fifth server has its second vNIC on the adapter's burned-in MAC.
 fn derived_index(n: usize, s: &SimServer) -> Option<usize> {
-    (n % 5 == 0 && s.assigned && s.nics.len() > 1).then_some(1)
+    (n.is_multiple_of(5) && s.assigned && s.nics.len() > 1).then_some(1)
 }
 
 fn uuid_for(n: usize) -> String {
