@@ -40,6 +40,8 @@ enum Command {
     Sim(SimArgs),
     /// Print the BareMetalHostGenerator CRD (YAML) generated from the controller's Rust types.
     Crd,
+    /// Run the BareMetalHostGenerator controller (Kubernetes client from KUBECONFIG or in-cluster).
+    Controller(Box<inventory_gateway::controller::run::ControllerArgs>),
     /// Simulators plus a gateway configured against them, all on loopback.
     Demo {
         /// Gateway port.
@@ -129,6 +131,7 @@ fn main() -> anyhow::Result<()> {
         (_, Some(t)) => t.log_filter.clone(),
         (Command::Sim(_), None) => "warn,inventory_gateway=info".to_owned(),
         (Command::Bench(_), None) => "warn".to_owned(),
+        (Command::Controller(_), None) => "info,kube_runtime=warn".to_owned(),
         _ => "info".to_owned(),
     };
     let format = cli.log_format.unwrap_or(match config_telemetry {
@@ -201,6 +204,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => hash_token(&name, &scopes, generate),
         Command::Crd => {
             print!("{}", inventory_gateway::controller::crd::crd_yaml()?);
+            Ok(())
+        }
+        Command::Controller(args) => {
+            inventory_gateway::controller::run::run(*args, wait_for_shutdown_signal()).await?;
+            tracing::info!("controller stopped");
             Ok(())
         }
     }

@@ -40,6 +40,9 @@ pub enum Decision {
 struct State {
     /// Hosts the watch shows in a counted state.
     observed: HashSet<Key>,
+    /// Every host the watch shows, in any state: an existing host needs no slot (a generator
+    /// taken over from the old operator, or one whose host is already provisioned).
+    known: HashSet<Key>,
     /// Hosts admitted here and not yet observed, with when they were admitted.
     pending: HashMap<Key, Instant>,
     /// Buffered generators in release order.
@@ -98,8 +101,8 @@ impl Admission {
     ) -> Decision {
         let mut s = self.lock();
         self.expire_pending(&mut s);
-        // The host is the identity: one already counted needs no second slot.
-        if s.observed.contains(host) || s.pending.contains_key(host) {
+        // The host is the identity: one that exists or is already counted needs no second slot.
+        if s.known.contains(host) || s.pending.contains_key(host) {
             s.dequeue(generator);
             return Decision::Admitted;
         }
@@ -128,17 +131,54 @@ impl Admission {
     /// Returns the buffered generators that may now be admitted, oldest first.
     pub fn observe(&self, host: &str, state: Option<&str>) -> Vec<Key> {
         let mut s = self.lock();
+        self.record(&mut s, host, state);
+        s.peak = s.peak.max(s.in_flight());
+        self.releasable(&s)
+    }
+
+    fn record(&self, s: &mut State, host: &str, state: Option<&str>) {
         s.pending.remove(host);
         match state {
-            Some(st) if self.counted_states.contains(st) => {
-                s.observed.insert(host.to_owned());
+            Some(st) => {
+                s.known.insert(host.to_owned());
+                if self.counted_states.contains(st) {
+                    s.observed.insert(host.to_owned());
+                } else {
+                    s.observed.remove(host);
+                }
             }
-            _ => {
+            None => {
+                s.known.remove(host);
                 s.observed.remove(host);
             }
         }
+    }
+
+    /// A complete list from the watch (its initial list, or a re-list after it lost track):
+    /// replaces everything observed. Admitted hosts absent from the list stay pending: they may
+    /// have been created after the list was taken.
+    pub fn resync<'a>(&self, hosts: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Key> {
+        let mut s = self.lock();
+        s.observed.clear();
+        s.known.clear();
+        for (host, state) in hosts {
+            self.record(&mut s, host, Some(state));
+        }
         s.peak = s.peak.max(s.in_flight());
         self.releasable(&s)
+    }
+
+    /// The host admitted for this slot will not be created after all (its lookup or creation
+    /// failed): the slot is free again. An observed host is unaffected.
+    pub fn cancel(&self, host: &str) -> Vec<Key> {
+        let mut s = self.lock();
+        s.pending.remove(host);
+        self.releasable(&s)
+    }
+
+    /// Whether this generator is waiting in the queue.
+    pub fn is_buffered(&self, generator: &str) -> bool {
+        self.lock().since.contains_key(generator)
     }
 
     /// Forgets a generator (deleted): frees its queue place.
@@ -162,6 +202,10 @@ impl Admission {
     fn expire_pending(&self, s: &mut State) {
         let ttl = self.pending_ttl;
         s.pending.retain(|_, at| at.elapsed() < ttl);
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
     }
 
     pub fn in_flight(&self) -> usize {
@@ -252,6 +296,43 @@ mod tests {
         assert_eq!(a.request("early", "h-early", t(10)), Decision::Admitted);
         a.observe("h-early", Some("provisioned"));
         assert_eq!(a.releasable_now(), vec!["middle".to_string()]);
+    }
+
+    #[test]
+    fn an_existing_host_in_any_state_needs_no_slot() {
+        let a = admission(1);
+        a.observe("h-busy", Some("inspecting"));
+        a.observe("h-done", Some("provisioned"));
+        // Full, but the generator whose host already exists goes ahead without a slot.
+        assert_eq!(a.request("g-done", "h-done", None), Decision::Admitted);
+        assert_eq!(a.in_flight(), 1);
+        assert!(matches!(
+            a.request("g-new", "h-new", None),
+            Decision::Buffered { .. }
+        ));
+    }
+
+    #[test]
+    fn a_resync_replaces_what_was_observed_but_keeps_pending_hosts() {
+        let a = admission(2);
+        a.observe("gone", Some("inspecting"));
+        assert_eq!(a.request("g1", "h1", None), Decision::Admitted);
+        // The re-list shows neither `gone` (deleted meanwhile) nor h1 (created after the list).
+        assert!(a.resync([("other", "provisioned")]).is_empty());
+        assert_eq!(a.in_flight(), 1, "h1 is still pending");
+        a.resync([("h1", "registering")]);
+        assert_eq!(a.in_flight(), 1, "h1 observed, not pending twice");
+    }
+
+    #[test]
+    fn a_cancelled_admission_frees_its_slot() {
+        let a = admission(1);
+        assert_eq!(a.request("g1", "h1", None), Decision::Admitted);
+        a.request("g2", "h2", None);
+        assert_eq!(a.cancel("h1"), vec!["g2".to_string()]);
+        assert!(a.is_buffered("g2"));
+        assert_eq!(a.request("g2", "h2", None), Decision::Admitted);
+        assert!(!a.is_buffered("g2"));
     }
 
     #[test]

@@ -26,6 +26,10 @@ use crate::domain::{ServerName, Vendor};
 pub const GROUP: &str = "infra.example.com";
 pub const VERSION: &str = "v1alpha1";
 pub const KIND: &str = "BareMetalHostGenerator";
+/// Annotation that turns dry-run on, like `spec.dryRun` (for CRs whose spec should stay as it was).
+pub const DRY_RUN_ANNOTATION: &str = "infra.example.com/dry-run";
+/// Annotation that asks for the host to be deleted and created again; removed once done.
+pub const REDEPLOY_ANNOTATION: &str = "infra.example.com/redeploy";
 
 /// What the user asks for. Field names follow the old operator's CRs exactly.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -72,6 +76,10 @@ pub struct BareMetalHostGeneratorSpec {
     pub server_vendor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_config: Option<NetworkConfig>,
+    /// Record in status what would be created, and create nothing (also: annotation
+    /// `infra.example.com/dry-run: "true"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<bool>,
 }
 
 /// Network settings: a VLAN for the NMStateConfig, and which NIC boots.
@@ -278,6 +286,8 @@ pub struct GeneratorRequest {
     pub vendor: Option<Vendor>,
     pub vlan_id: Option<u16>,
     pub nic_override: Option<NicOverride>,
+    /// `spec.dryRun` or the dry-run annotation set to `true`.
+    pub dry_run: bool,
 }
 
 /// The old operator's vendor names: HP, DELL, CISCO, in any case. Nothing else.
@@ -374,6 +384,13 @@ impl BareMetalHostGenerator {
             vendor,
             vlan_id,
             nic_override,
+            dry_run: spec.dry_run.unwrap_or(false)
+                || self
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DRY_RUN_ANNOTATION))
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
         })
     }
 }

@@ -8,6 +8,15 @@
 //! The reconcile loop and the Kubernetes-facing wiring come next.
 
 pub mod admission;
+pub mod context;
 pub mod crd;
 pub mod gateway_client;
+pub mod leader;
+pub mod metrics;
+pub mod objects;
+pub mod reconcile;
 pub mod render;
+pub mod run;
+pub mod server;
+pub mod watchers;
+pub mod writes;

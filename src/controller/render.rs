@@ -56,6 +56,17 @@ impl CredentialStore {
     pub fn get(&self, vendor: Vendor) -> Option<&BmcCredentials> {
         self.by_vendor.get(vendor.as_str())
     }
+
+    /// Same vendors, usernames and passwords (compares the secrets without printing them).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.by_vendor.len() == other.by_vendor.len()
+            && self.by_vendor.iter().all(|(k, v)| {
+                other.by_vendor.get(k).is_some_and(|o| {
+                    o.username == v.username
+                        && o.password.expose_secret() == v.password.expose_secret()
+                })
+            })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -191,6 +202,16 @@ pub enum NicSource {
     VendorDefault,
 }
 
+impl fmt::Display for NicSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Override => "spec.networkConfig",
+            Self::ProfileRule => "a server-profile rule",
+            Self::VendorDefault => "the default choice",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NicSelection {
     pub nic_name: String,
@@ -320,6 +341,7 @@ pub struct Rendered {
     pub bmc_address: String,
     pub bmh_name: String,
     pub namespace: String,
+    pub vendor: Vendor,
 }
 
 /// The old operator's vendor spelling in object names: `hp`, `dell`, `cisco`.
@@ -355,6 +377,49 @@ pub fn bmc_address(vendor: Vendor, addr: &BmcAddress) -> String {
     }
 }
 
+/// The labels naming the generator on every object it produces.
+fn owner_labels(req: &GeneratorRequest) -> BTreeMap<String, String> {
+    let mut owned = BTreeMap::new();
+    owned.insert(GENERATOR_LABEL.to_owned(), req.name.clone());
+    if let Some(ns) = &req.generator_namespace {
+        owned.insert(GENERATOR_NAMESPACE_LABEL.to_owned(), ns.clone());
+    }
+    owned
+}
+
+/// The BMC credential Secret alone: what credential rotation re-applies for hosts that exist,
+/// without asking the gateway again.
+pub fn credential_secret(
+    req: &GeneratorRequest,
+    vendor: Vendor,
+    creds: &CredentialStore,
+) -> Result<CredentialSecret, RenderError> {
+    let credentials = creds
+        .get(vendor)
+        .ok_or(RenderError::NoCredentials(vendor))?;
+    let username = credentials.username.trim();
+    let password = credentials.password.expose_secret().trim();
+    if username.is_empty() || password.is_empty() {
+        return Err(RenderError::EmptyCredentials(vendor));
+    }
+    let name = secret_name(vendor, &req.name);
+    check_dns_subdomain(&name)?;
+    Ok(CredentialSecret(Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(req.target_namespace.clone()),
+            labels: Some(owner_labels(req)),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        string_data: Some(BTreeMap::from([
+            ("username".to_owned(), username.to_owned()),
+            ("password".to_owned(), password.to_owned()),
+        ])),
+        ..Secret::default()
+    }))
+}
+
 /// Render the Secret, the BareMetalHost and (with a VLAN) the NMStateConfig for one generator.
 pub fn render(
     req: &GeneratorRequest,
@@ -387,35 +452,8 @@ pub fn render(
         return Err(RenderError::BadMac(mac));
     }
 
-    let credentials = creds
-        .get(vendor)
-        .ok_or(RenderError::NoCredentials(vendor))?;
-    let username = credentials.username.trim();
-    let password = credentials.password.expose_secret().trim();
-    if username.is_empty() || password.is_empty() {
-        return Err(RenderError::EmptyCredentials(vendor));
-    }
-
-    let mut owned = BTreeMap::new();
-    owned.insert(GENERATOR_LABEL.to_owned(), req.name.clone());
-    if let Some(ns) = &req.generator_namespace {
-        owned.insert(GENERATOR_NAMESPACE_LABEL.to_owned(), ns.clone());
-    }
-
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name(vendor, &bmh_name)),
-            namespace: Some(namespace.clone()),
-            labels: Some(owned.clone()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        string_data: Some(BTreeMap::from([
-            ("username".to_owned(), username.to_owned()),
-            ("password".to_owned(), password.to_owned()),
-        ])),
-        ..Secret::default()
-    };
+    let secret = credential_secret(req, vendor, creds)?;
+    let owned = owner_labels(req);
 
     // Spec labels first, then the ones the controller relies on (they win on a clash).
     let mut labels = req.labels.clone();
@@ -495,13 +533,14 @@ pub fn render(
     };
 
     Ok(Rendered {
-        secret: CredentialSecret(secret),
+        secret,
         bare_metal_host,
         nmstate_config,
         selection,
         bmc_address: address,
         bmh_name,
         namespace,
+        vendor,
     })
 }
 

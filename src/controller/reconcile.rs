@@ -1,0 +1,652 @@
+//! One `reconcile` + `error_policy` pair for `BareMetalHostGenerator`.
+//!
+//! Order of a reconcile: finalizer → redeploy request → parse the spec → (already done? keep the
+//! credential Secret current and stop) → dry run → admission → gateway lookup → render → apply
+//! → status. Admission comes before the lookup so that buffered generators cost the gateway
+//! nothing, and every failure after admission gives the slot back.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource, ResourceExt};
+
+use super::admission::Decision;
+use super::context::{Context, FINALIZER};
+use super::crd::{
+    parse_spec_vendor, spec_vendor_name, BareMetalHostGenerator, BareMetalHostGeneratorStatus,
+    GeneratorRequest, Phase, REDEPLOY_ANNOTATION,
+};
+use super::gateway_client::GatewayError;
+use super::objects::{host_key, BareMetalHost, NMStateConfig};
+use super::render::{self, nmstate_config_name, RenderError, Rendered};
+use super::writes;
+
+/// Failures that make the controller retry the reconcile (everything else ends in a status).
+/// The variant names the cause in `reconcile_errors_total`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the generator has no {0}")]
+    MissingField(&'static str),
+}
+
+impl Error {
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(e)) if e.code == 409 => "conflict",
+            Self::Kube(_) => "kube_api",
+            Self::MissingField(_) => "invalid_object",
+        }
+    }
+}
+
+/// Condition reasons (also the `cause` label of failures that end in a status).
+mod reason {
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NOT_FOUND: &str = "ServerNotFound";
+    pub const REJECTED: &str = "LookupRejected";
+    pub const GATEWAY: &str = "GatewayUnavailable";
+    pub const RENDER: &str = "RenderFailed";
+    pub const CREDENTIALS: &str = "MissingCredentials";
+    pub const BUFFERED: &str = "WaitingForSlot";
+    pub const CREATED: &str = "HostCreated";
+    pub const DRY_RUN: &str = "DryRun";
+    pub const REDEPLOY: &str = "Redeploying";
+    pub const HOST_DELETING: &str = "PreviousHostDeleting";
+}
+
+const READY: &str = "Ready";
+const DRY_RUN_CONDITION: &str = "DryRun";
+
+pub async fn reconcile(
+    gen: Arc<BareMetalHostGenerator>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_generator(&gen, &ctx).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics
+        .reconcile_duration
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
+    ctx.update_gauges();
+    result
+}
+
+pub fn error_policy(gen: Arc<BareMetalHostGenerator>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[err.cause()])
+        .inc();
+    let key = generator_key(&gen);
+    let wait = ctx.backoff(&key);
+    tracing::warn!(generator = %key, error = %err, ?wait, "reconcile failed; retrying");
+    Action::requeue(wait)
+}
+
+pub fn generator_key(gen: &BareMetalHostGenerator) -> String {
+    format!("{}/{}", gen.namespace().unwrap_or_default(), gen.name_any())
+}
+
+async fn reconcile_generator(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<Action, Error> {
+    let ns = gen
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<BareMetalHostGenerator> = Api::namespaced(ctx.client.clone(), &ns);
+    let has_finalizer = gen.finalizers().iter().any(|f| f == FINALIZER);
+    if gen.metadata.deletion_timestamp.is_some() {
+        if has_finalizer {
+            cleanup(gen, ctx).await?;
+            writes::remove_finalizer(&api, gen).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    if !has_finalizer {
+        let updated = writes::add_finalizer(&api, gen).await?;
+        return apply(&api, &updated, ctx).await;
+    }
+    apply(&api, gen, ctx).await
+}
+
+/// Where the generator's objects are (or would be): what status recorded, else the spec.
+fn targets(gen: &BareMetalHostGenerator) -> (String, String) {
+    let status = gen.status.as_ref();
+    let ns = status
+        .and_then(|s| s.bmh_namespace.clone())
+        .or_else(|| gen.spec.namespace.clone().filter(|n| !n.trim().is_empty()))
+        .or_else(|| gen.namespace())
+        .unwrap_or_default();
+    let name = status
+        .and_then(|s| s.bmh_name.clone())
+        .unwrap_or_else(|| gen.name_any());
+    (ns, name)
+}
+
+async fn cleanup(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<(), Error> {
+    let key = generator_key(gen);
+    let gen_ns = gen.namespace().unwrap_or_default();
+    let (ns, name) = targets(gen);
+    ctx.admission.forget_generator(&key);
+    ctx.wake(ctx.admission.cancel(&host_key(&ns, &name)));
+    ctx.clear_backoff(&key);
+    let note = if ctx.settings.delete_resources_on_delete {
+        let client = ctx.client.clone();
+        let hosts = writes::delete_produced(
+            &Api::<BareMetalHost>::namespaced(client.clone(), &ns),
+            &gen_ns,
+            &gen.name_any(),
+        )
+        .await?;
+        let nmstate = writes::delete_produced(
+            &Api::<NMStateConfig>::namespaced(client.clone(), &ns),
+            &gen_ns,
+            &gen.name_any(),
+        )
+        .await?;
+        let secrets = writes::delete_produced(
+            &Api::<Secret>::namespaced(client, &ns),
+            &gen_ns,
+            &gen.name_any(),
+        )
+        .await?;
+        format!(
+            "deleted {} BareMetalHost(s), {} NMStateConfig(s) and {} Secret(s) in {ns}",
+            hosts.len(),
+            nmstate.len(),
+            secrets.len()
+        )
+    } else {
+        format!("left the BareMetalHost {ns}/{name} and its objects in place (DELETE_RESOURCES_ON_DELETE is off)")
+    };
+    tracing::info!(generator = %key, "{note}");
+    publish(ctx, gen, EventType::Normal, "Deleted", note).await;
+    Ok(())
+}
+
+async fn apply(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let key = generator_key(gen);
+    let status = gen.status.clone().unwrap_or_default();
+
+    if gen.annotations().contains_key(REDEPLOY_ANNOTATION) {
+        return redeploy(api, gen, ctx).await;
+    }
+
+    let req = match gen.parse() {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(api, gen, ctx, reason::INVALID_SPEC, e.to_string()).await;
+        }
+    };
+
+    let up_to_date = status.observed_generation == gen.metadata.generation;
+    let was_dry_run = has_condition(&status, DRY_RUN_CONDITION);
+    match status.phase {
+        Some(Phase::Completed) if up_to_date && was_dry_run == req.dry_run => {
+            if !req.dry_run {
+                keep_credentials_current(gen, &req, &status, ctx).await?;
+            }
+            return Ok(Action::await_change());
+        }
+        // Permanent until the spec changes; missing credentials are retried when they change
+        // (rotation wakes every generator).
+        Some(Phase::Failed)
+            if up_to_date && condition_reason(&status) != Some(reason::CREDENTIALS) =>
+        {
+            return Ok(Action::await_change());
+        }
+        _ => {}
+    }
+
+    if req.dry_run {
+        return dry_run(api, gen, &req, ctx).await;
+    }
+
+    let host = host_key(&req.target_namespace, &req.name);
+    let buffered_at = status.buffered_at.as_ref().and_then(to_chrono);
+    match ctx.admission.request(&key, &host, buffered_at) {
+        Decision::Buffered { since, position } => {
+            ctx.update_gauges();
+            let mut next = status.clone();
+            next.buffered_at = Some(to_time(since));
+            let message = format!(
+                "waiting for an admission slot: {} host(s) in flight, limit {}; position {} in the queue",
+                ctx.admission.in_flight(),
+                ctx.admission.max_in_flight(),
+                position + 1
+            );
+            set_phase(
+                api,
+                gen,
+                ctx,
+                next,
+                Phase::Buffered,
+                reason::BUFFERED,
+                message,
+            )
+            .await?;
+            // Released by the host watch or the periodic resync.
+            return Ok(Action::await_change());
+        }
+        Decision::Admitted => ctx.update_gauges(),
+    }
+
+    match admitted(api, gen, &req, ctx).await {
+        Ok(action) => Ok(action),
+        Err(e) => {
+            ctx.wake(ctx.admission.cancel(&host));
+            Err(e)
+        }
+    }
+}
+
+/// The slot is reserved: look the server up, render, apply. Any early return gives it back.
+async fn admitted(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    req: &GeneratorRequest,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let key = generator_key(gen);
+    let host = host_key(&req.target_namespace, &req.name);
+    let status = gen.status.clone().unwrap_or_default();
+    let give_back = || ctx.wake(ctx.admission.cancel(&host));
+
+    let hosts: Api<BareMetalHost> = Api::namespaced(ctx.client.clone(), &req.target_namespace);
+    let existing = hosts.get_opt(&req.name).await?;
+    if existing
+        .as_ref()
+        .is_some_and(|h| h.metadata.deletion_timestamp.is_some())
+    {
+        give_back();
+        let message = format!("waiting for the previous BareMetalHost {host} to be deleted");
+        set_phase(
+            api,
+            gen,
+            ctx,
+            status,
+            Phase::Processing,
+            reason::HOST_DELETING,
+            message,
+        )
+        .await?;
+        return Ok(Action::requeue(ctx.settings.redeploy_poll));
+    }
+
+    let rendered = match lookup_and_render(api, gen, req, ctx).await? {
+        Ok(r) => r,
+        Err(action) => {
+            give_back();
+            return Ok(action);
+        }
+    };
+
+    writes::apply_rendered(ctx, &rendered).await?;
+
+    let mut next = completed_status(&status, req, &rendered);
+    next.buffered_at = None;
+    if status.phase == Some(Phase::Buffered) {
+        if let Some(since) = status.buffered_at.as_ref().and_then(to_chrono) {
+            let waited = (Utc::now() - since).num_milliseconds().max(0) as f64 / 1000.0;
+            ctx.metrics.buffer_wait.observe(waited);
+        }
+        ctx.metrics.releases.inc();
+    }
+    if existing.is_none() {
+        ctx.metrics
+            .hosts_created
+            .with_label_values(&[spec_vendor_name(rendered.vendor)])
+            .inc();
+    }
+    let message = format!(
+        "BareMetalHost {host} {} with boot MAC {} (NIC {}, from {})",
+        if existing.is_none() {
+            "created"
+        } else {
+            "updated"
+        },
+        rendered.selection.mac,
+        rendered.selection.nic_name,
+        rendered.selection.source,
+    );
+    set_phase(
+        api,
+        gen,
+        ctx,
+        next,
+        Phase::Completed,
+        reason::CREATED,
+        message,
+    )
+    .await?;
+    ctx.clear_backoff(&key);
+    Ok(Action::await_change())
+}
+
+/// Ask the gateway, then render. `Err(action)`: the generator's status already says why, and
+/// this is what to do next.
+async fn lookup_and_render(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    req: &GeneratorRequest,
+    ctx: &Context,
+) -> Result<Result<Rendered, Action>, Error> {
+    let key = generator_key(gen);
+    let status = gen.status.clone().unwrap_or_default();
+    let record = match ctx.gateway.server(&req.server_name, req.vendor).await {
+        Ok(r) => r,
+        Err(e) if e.is_permanent() => {
+            let why = match e {
+                GatewayError::NotFound { .. } => reason::NOT_FOUND,
+                _ => reason::REJECTED,
+            };
+            return fail(api, gen, ctx, why, e.to_string()).await.map(Err);
+        }
+        Err(e) => {
+            ctx.metrics
+                .reconcile_errors
+                .with_label_values(&["gateway"])
+                .inc();
+            let wait = ctx.backoff(&key).max(e.retry_after().unwrap_or_default());
+            let message = format!("{e}; retrying in {}s", wait.as_secs());
+            set_phase(
+                api,
+                gen,
+                ctx,
+                status,
+                Phase::Processing,
+                reason::GATEWAY,
+                message,
+            )
+            .await?;
+            return Ok(Err(Action::requeue(wait)));
+        }
+    };
+    let rules = ctx.rules();
+    match render::render(
+        req,
+        &record,
+        &ctx.credentials(),
+        &rules,
+        &ctx.settings.render,
+    ) {
+        Ok(r) => Ok(Ok(r)),
+        Err(e) => {
+            let why = match e {
+                RenderError::NoCredentials(_) | RenderError::EmptyCredentials(_) => {
+                    reason::CREDENTIALS
+                }
+                _ => reason::RENDER,
+            };
+            fail(api, gen, ctx, why, e.to_string()).await.map(Err)
+        }
+    }
+}
+
+fn completed_status(
+    prev: &BareMetalHostGeneratorStatus,
+    req: &GeneratorRequest,
+    r: &Rendered,
+) -> BareMetalHostGeneratorStatus {
+    BareMetalHostGeneratorStatus {
+        mac_address: Some(r.selection.mac.to_string()),
+        ipmi_address: Some(r.bmc_address.clone()),
+        bmh_name: Some(r.bmh_name.clone()),
+        bmh_namespace: Some(r.namespace.clone()),
+        server_vendor: Some(spec_vendor_name(r.vendor).to_owned()),
+        vlan_id: req.vlan_id.map(i64::from),
+        selected_nic_name: Some(r.selection.nic_name.clone()),
+        selected_mac_index: Some(r.selection.mac_index.to_string()),
+        ..prev.clone()
+    }
+}
+
+async fn dry_run(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    req: &GeneratorRequest,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let rendered = match lookup_and_render(api, gen, req, ctx).await? {
+        Ok(r) => r,
+        Err(action) => return Ok(action),
+    };
+    let status = gen.status.clone().unwrap_or_default();
+    let mut next = completed_status(&status, req, &rendered);
+    next.buffered_at = None;
+    let mut would = vec![
+        format!("Secret {}", rendered.secret.name()),
+        format!("BareMetalHost {}", rendered.bmh_name),
+    ];
+    if req.vlan_id.is_some() {
+        would.push(format!(
+            "NMStateConfig {}",
+            nmstate_config_name(&rendered.bmh_name)
+        ));
+    }
+    let message = format!(
+        "dry run: would create {} in namespace {} (boot MAC {}, BMC {})",
+        would.join(", "),
+        rendered.namespace,
+        rendered.selection.mac,
+        rendered.bmc_address
+    );
+    set_condition(
+        &mut next.conditions,
+        DRY_RUN_CONDITION,
+        true,
+        reason::DRY_RUN,
+        &message,
+        gen.metadata.generation,
+    );
+    set_phase(
+        api,
+        gen,
+        ctx,
+        next,
+        Phase::Completed,
+        reason::DRY_RUN,
+        message,
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+/// Rotation: a completed host's credential Secret follows the current BMC credentials, with no
+/// gateway lookup and no change to the host.
+async fn keep_credentials_current(
+    gen: &BareMetalHostGenerator,
+    req: &GeneratorRequest,
+    status: &BareMetalHostGeneratorStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let Some(vendor) = status
+        .server_vendor
+        .as_deref()
+        .and_then(|v| parse_spec_vendor(v).ok())
+    else {
+        return Ok(());
+    };
+    let mut req = req.clone();
+    if let Some(ns) = &status.bmh_namespace {
+        req.target_namespace = ns.clone();
+    }
+    match render::credential_secret(&req, vendor, &ctx.credentials()) {
+        Ok(secret) => Ok(writes::apply_secret(ctx, secret).await?),
+        Err(e) => {
+            // The host exists and keeps its last good Secret; say so instead of failing it.
+            tracing::warn!(generator = %generator_key(gen), error = %e, "cannot refresh the BMC credential Secret");
+            Ok(())
+        }
+    }
+}
+
+async fn redeploy(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let (ns, name) = targets(gen);
+    let hosts: Api<BareMetalHost> = Api::namespaced(ctx.client.clone(), &ns);
+    let nmstate: Api<NMStateConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    writes::delete_if_present(&hosts, &name).await?;
+    writes::delete_if_present(&nmstate, &nmstate_config_name(&name)).await?;
+    let status = gen.status.clone().unwrap_or_default();
+    let message =
+        format!("redeploy requested: deleted BareMetalHost {ns}/{name}; it will be created again");
+    // Processing first, so that a crash between the two writes cannot leave "Completed" behind
+    // with the annotation gone.
+    set_phase(
+        api,
+        gen,
+        ctx,
+        status,
+        Phase::Processing,
+        reason::REDEPLOY,
+        message.clone(),
+    )
+    .await?;
+    writes::remove_annotation(api, gen, REDEPLOY_ANNOTATION).await?;
+    publish(ctx, gen, EventType::Normal, "Redeploy", message).await;
+    Ok(Action::requeue(ctx.settings.redeploy_poll))
+}
+
+async fn fail(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    ctx: &Context,
+    why: &'static str,
+    message: String,
+) -> Result<Action, Error> {
+    ctx.metrics.reconcile_errors.with_label_values(&[why]).inc();
+    let status = gen.status.clone().unwrap_or_default();
+    set_phase(api, gen, ctx, status, Phase::Failed, why, message).await?;
+    Ok(Action::await_change())
+}
+
+/// Writes the status (only when it changed, so a status write never feeds a reconcile loop)
+/// and publishes an Event when the phase changes.
+async fn set_phase(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    ctx: &Context,
+    mut next: BareMetalHostGeneratorStatus,
+    phase: Phase,
+    why: &str,
+    message: String,
+) -> Result<(), Error> {
+    let previous = gen.status.clone().unwrap_or_default();
+    next.phase = Some(phase);
+    next.message = Some(message.clone());
+    next.observed_generation = gen.metadata.generation;
+    if phase != Phase::Buffered {
+        next.buffered_at = None;
+    }
+    set_condition(
+        &mut next.conditions,
+        READY,
+        phase == Phase::Completed,
+        why,
+        &message,
+        gen.metadata.generation,
+    );
+    if why != reason::DRY_RUN {
+        next.conditions.retain(|c| c.type_ != DRY_RUN_CONDITION);
+    }
+    if next == previous {
+        return Ok(());
+    }
+    writes::write_status(api, &gen.name_any(), &next).await?;
+    if previous.phase != Some(phase) {
+        ctx.metrics
+            .phase_transitions
+            .with_label_values(&[&phase.to_string()])
+            .inc();
+        let kind = if phase == Phase::Failed {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        publish(ctx, gen, kind, &phase.to_string(), message).await;
+    }
+    Ok(())
+}
+
+fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    why: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let status = if ok { "True" } else { "False" };
+    let keep_time = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: why.to_owned(),
+        message: message.to_owned(),
+        observed_generation: generation,
+        last_transition_time: keep_time.unwrap_or_else(|| to_time(Utc::now())),
+    });
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+// k8s-openapi speaks jiff; admission and metrics speak chrono.
+fn to_chrono(t: &Time) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(t.0.as_millisecond())
+}
+
+fn to_time(t: DateTime<Utc>) -> Time {
+    Time(Timestamp::from_millisecond(t.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn has_condition(status: &BareMetalHostGeneratorStatus, type_: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+fn condition_reason(status: &BareMetalHostGeneratorStatus) -> Option<&str> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.reason.as_str())
+}
+
+/// Events are best effort: a reconcile never fails because an Event could not be recorded.
+async fn publish(
+    ctx: &Context,
+    gen: &BareMetalHostGenerator,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &gen.object_ref(&())).await {
+        tracing::debug!(generator = %generator_key(gen), error = %e, "cannot record an Event");
+    }
+}

@@ -1,0 +1,191 @@
+//! The inputs besides generators: the BareMetalHost watch that feeds admission and wakes
+//! buffered generators, the BMC credentials Secret, the NIC rules file, and the periodic resync.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use secrecy::SecretString;
+use tokio::sync::watch;
+
+use super::context::Context;
+use super::objects::BareMetalHost;
+use super::render::{BmcCredentials, CredentialStore, ProfileRules};
+use crate::domain::Vendor;
+
+/// What the host watch saw, applied to admission. Returns the generators to wake: buffered ones
+/// that may now be admitted, plus the generator that produced this host (its host changed).
+pub fn observe_host(ctx: &Context, host: &BareMetalHost, deleted: bool) -> Vec<String> {
+    let state = (!deleted).then(|| host.provisioning_state());
+    let mut wake = ctx.admission.observe(&host.key(), state);
+    if let Some((ns, name)) = host.generator() {
+        wake.push(format!("{ns}/{name}"));
+    }
+    wake
+}
+
+/// A complete list of hosts (the watch's initial list or a re-list): replaces what admission saw.
+pub fn resync_hosts<'a>(
+    ctx: &Context,
+    hosts: impl IntoIterator<Item = &'a BareMetalHost>,
+) -> Vec<String> {
+    let snapshot: Vec<(String, String)> = hosts
+        .into_iter()
+        .map(|h| (h.key(), h.provisioning_state().to_owned()))
+        .collect();
+    ctx.admission
+        .resync(snapshot.iter().map(|(k, s)| (k.as_str(), s.as_str())))
+}
+
+/// Runs the host watch until the stream ends. `synced` turns true after the first complete
+/// list: before that, admission would count too few hosts, so reconciles must not start.
+pub async fn watch_hosts(
+    api: Api<BareMetalHost>,
+    config: watcher::Config,
+    ctx: Arc<Context>,
+    synced: watch::Sender<bool>,
+) {
+    let mut listing: Vec<BareMetalHost> = Vec::new();
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    while let Some(event) = stream.next().await {
+        let wake = match event {
+            Ok(Event::Init) => {
+                listing.clear();
+                continue;
+            }
+            Ok(Event::InitApply(h)) => {
+                listing.push(h);
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                let wake = resync_hosts(&ctx, &listing);
+                listing.clear();
+                synced.send_replace(true);
+                wake
+            }
+            Ok(Event::Apply(h)) => observe_host(&ctx, &h, false),
+            Ok(Event::Delete(h)) => observe_host(&ctx, &h, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "BareMetalHost watch error; it retries with backoff");
+                continue;
+            }
+        };
+        if !wake.is_empty() {
+            ctx.wake(wake);
+        }
+        ctx.update_gauges();
+    }
+}
+
+/// The per-vendor BMC credentials from the Secret's `hp-username`, `hp-password`,
+/// `dell-…`, `cisco-…` keys. A vendor with either key missing is left out (its generators fail
+/// with a clear message until the Secret has them).
+pub fn credentials_from_secret(data: &BTreeMap<String, ByteString>) -> CredentialStore {
+    let mut store = CredentialStore::default();
+    for (prefix, vendor) in [
+        ("hp", Vendor::Hpe),
+        ("dell", Vendor::Dell),
+        ("cisco", Vendor::Cisco),
+    ] {
+        let get = |k: &str| {
+            data.get(&format!("{prefix}-{k}"))
+                .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        };
+        if let (Some(username), Some(password)) = (get("username"), get("password")) {
+            store.insert(
+                vendor,
+                BmcCredentials {
+                    username,
+                    password: SecretString::from(password),
+                },
+            );
+        }
+    }
+    store
+}
+
+/// Watches the BMC credentials Secret. On a change, every generator is woken: completed ones
+/// re-apply their credential Secret (rotation), ones failed for missing credentials retry.
+pub async fn watch_credentials(
+    api: Api<Secret>,
+    name: String,
+    ctx: Arc<Context>,
+    all_generators: impl Fn() -> Vec<String>,
+) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher::watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(secret) => {
+                let store = credentials_from_secret(&secret.data.unwrap_or_default());
+                if ctx.set_credentials(store) {
+                    tracing::info!(secret = %name, "BMC credentials changed; refreshing generated Secrets");
+                    ctx.wake(all_generators());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "credentials Secret watch error; it retries with backoff")
+            }
+        }
+    }
+}
+
+/// Re-reads the NIC rules file when its content changes. Kubernetes updates a mounted
+/// ConfigMap by swapping a symlink, which file-event APIs report unreliably; comparing content
+/// on a short interval sees every update. A file that does not parse keeps the previous rules.
+pub async fn reload_rules(path: PathBuf, ctx: Arc<Context>, every: Duration) {
+    let mut last: Option<String> = None;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the NIC rules file");
+                continue;
+            }
+        };
+        if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match ProfileRules::from_yaml(&text) {
+            Ok(rules) => {
+                tracing::info!(path = %path.display(), "NIC rules loaded");
+                ctx.set_rules(rules);
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "NIC rules file rejected; keeping the previous rules");
+            }
+        }
+        last = Some(text);
+    }
+}
+
+/// The safety net: buffered generators that may be admitted are woken even if no host event
+/// arrives (an admitted host whose creation failed frees its slot after a TTL, for example).
+pub async fn periodic_resync(ctx: Arc<Context>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let wake = ctx.admission.releasable_now();
+        if !wake.is_empty() {
+            tracing::debug!(
+                count = wake.len(),
+                "periodic resync releases buffered generators"
+            );
+            ctx.wake(wake);
+        }
+        ctx.update_gauges();
+    }
+}
