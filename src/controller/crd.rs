@@ -37,6 +37,7 @@ pub const REDEPLOY_ANNOTATION: &str = "infra.example.com/redeploy";
     group = "infra.example.com",
     version = "v1alpha1",
     kind = "BareMetalHostGenerator",
+    derive = "Default",
     plural = "baremetalhostgenerators",
     shortname = "bmhgen",
     namespaced,

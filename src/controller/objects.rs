@@ -17,6 +17,7 @@ use super::render::{GENERATOR_LABEL, GENERATOR_NAMESPACE_LABEL};
     group = "metal3.io",
     version = "v1alpha1",
     kind = "BareMetalHost",
+    derive = "Default",
     plural = "baremetalhosts",
     namespaced,
     status = "BareMetalHostStatus",

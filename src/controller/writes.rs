@@ -149,16 +149,14 @@ pub async fn remove_finalizer(
     }
 }
 
-/// Removes one annotation (the redeploy request), guarded by resourceVersion.
+/// Removes one annotation (the redeploy request). Not guarded by resourceVersion: the status
+/// was just written, and removing a single key cannot lose anyone else's change.
 pub async fn remove_annotation(
     api: &Api<BareMetalHostGenerator>,
     gen: &BareMetalHostGenerator,
     key: &str,
 ) -> Result<(), kube::Error> {
-    let patch = json!({"metadata": {
-        "annotations": { key: null },
-        "resourceVersion": gen.resource_version(),
-    }});
+    let patch = json!({"metadata": {"annotations": { key: null }}});
     api.patch(&gen.name_any(), &merge_params(), &Patch::Merge(&patch))
         .await
         .map(|_| ())
