@@ -73,7 +73,12 @@ impl InboundLimiter {
 
     /// `Ok(remaining)` or `Err(wait)`.
     fn check(&self, key: u64) -> Result<u32, Duration> {
-        if self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) && self.limiter.len() > PRUNE_AT {
+        if self
+            .seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+            && self.limiter.len() > PRUNE_AT
+        {
             self.limiter.retain_recent();
         }
         match self.limiter.check_key(&key) {
