@@ -1,0 +1,143 @@
+"""The controller process end to end: emulator (watches over HTTP) + real gateway + simulators."""
+
+import signal
+
+from conftest import (CONTROLLER_NS, NS, TOKEN, b64, generator, http, phase, usable_servers,
+                      wait_for)
+
+
+def gateway_record(gateway, name):
+    status, body = http("GET", f"{gateway['url']}/servers/{name}", token=TOKEN, timeout=10)
+    assert status == 200, body
+    return body
+
+
+def test_a_generator_becomes_secret_host_and_nmstateconfig(cluster, gateway, start_controller):
+    ctl = start_controller(MAX_AVAILABLE_SERVERS=20)
+    hp = usable_servers(gateway, "oneview")[0]
+    dell = usable_servers(gateway, "ome")[0]
+    cluster.create("baremetalhostgenerators", NS, generator(
+        "worker-hp", serverName=hp, server_vendor="hp", labels={"rack": "r1"},
+        networkConfig={"vlanId": 120}))
+    cluster.create("baremetalhostgenerators", NS, generator("worker-dell", serverName=dell))
+
+    for name in ("worker-hp", "worker-dell"):
+        wait_for(f"{name} Completed", lambda n=name: phase(cluster, n) == "Completed")
+
+    g = cluster.get("baremetalhostgenerators", NS, "worker-hp")
+    st = g["status"]
+    record = gateway_record(gateway, hp)
+    assert st["macAddress"] in [n["mac"] for n in record["nics"]]
+    assert st["ipmiAddress"] == \
+        f"redfish-virtualmedia://{record['bmc']['address']}/redfish/v1/Systems/1"
+    assert st["observedGeneration"] == g["metadata"]["generation"]
+    assert "infra.example.com/bmhgen-finalizer" in g["metadata"]["finalizers"]
+
+    bmh = cluster.get("baremetalhosts", NS, "worker-hp")
+    assert bmh["spec"]["bootMACAddress"] == st["macAddress"]
+    assert bmh["spec"]["bmc"]["address"] == st["ipmiAddress"]
+    assert bmh["spec"]["bmc"]["credentialsName"] == "hp-cred-worker-hp"
+    assert bmh["metadata"]["labels"]["infraenvs.agent-install.openshift.io"] == "env"
+    assert bmh["metadata"]["labels"]["rack"] == "r1"
+    secret = cluster.get("secrets", NS, "hp-cred-worker-hp")
+    assert secret["data"] == {"username": b64("ilo-admin"), "password": b64("ilo-pw")}
+    nm = cluster.get("nmstateconfigs", NS, "nmstate-config-worker-hp")
+    assert nm["spec"]["interfaces"][0]["macAddress"] == st["macAddress"]
+    assert cluster.get("nmstateconfigs", NS, "nmstate-config-worker-dell") is None
+    assert cluster.get("baremetalhosts", NS, "worker-dell")["spec"]["bmc"]["address"] \
+        .startswith("idrac-virtualmedia://")
+
+    # Every phase change is an Event on the generator.
+    events = [e for e in cluster.list("events", NS)
+              if e.get("regarding", {}).get("name") == "worker-hp"]
+    assert "Completed" in {e["reason"] for e in events}, events
+    assert ctl.metric('bmhgen_controller_hosts_created_total{vendor="HP"}') == 1
+
+    # Rotation: editing the source Secret updates the generated one, and not the host.
+    host_rv = bmh["metadata"]["resourceVersion"]
+    cluster.merge("secrets", CONTROLLER_NS, "bmc-credentials",
+                  {"stringData": {"hp-password": "rotated-pw"}})
+    wait_for("rotated credential Secret",
+             lambda: cluster.get("secrets", NS, "hp-cred-worker-hp")["data"]["password"]
+             == b64("rotated-pw"))
+    assert cluster.get("baremetalhosts", NS, "worker-hp")["metadata"]["resourceVersion"] == host_rv
+
+
+def test_buffering_is_released_by_the_host_watch(cluster, gateway, start_controller):
+    # The resync is an hour away: only a watch event can release the buffered generators.
+    ctl = start_controller(MAX_AVAILABLE_SERVERS=2, RESYNC_INTERVAL="1h")
+    servers = usable_servers(gateway, "ucsm")[:5]
+    names = [f"node-{i}" for i in range(5)]
+    for name, server in zip(names, servers):
+        cluster.create("baremetalhostgenerators", NS, generator(name, serverName=server))
+
+    def phases():
+        return sorted(phase(cluster, n) or "" for n in names)
+
+    wait_for("2 Completed, 3 Buffered",
+             lambda: phases() == ["Buffered"] * 3 + ["Completed"] * 2)
+    hosts = cluster.list("baremetalhosts", NS)
+    assert len(hosts) == 2
+    assert ctl.metric("bmhgen_controller_buffer_length") == 3
+    buffered = [n for n in names if phase(cluster, n) == "Buffered"]
+    g = cluster.get("baremetalhostgenerators", NS, buffered[0])
+    assert "waiting for an admission slot" in g["status"]["message"]
+    assert g["status"]["bufferedAt"]
+
+    # Metal3 moves one host past the counted states: exactly one generator is released.
+    cluster.merge("baremetalhosts", NS, hosts[0]["metadata"]["name"],
+                  {"status": {"provisioning": {"state": "provisioned"}}}, sub="status")
+    wait_for("a third host", lambda: len(cluster.list("baremetalhosts", NS)) == 3)
+    wait_for("3 Completed", lambda: phases().count("Completed") == 3)
+    assert phases().count("Buffered") == 2
+    assert len(cluster.list("baremetalhosts", NS)) == 3
+
+    # A host deleted frees its slot too.
+    cluster.delete("baremetalhosts", NS, hosts[1]["metadata"]["name"])
+    wait_for("4 Completed", lambda: phases().count("Completed") == 4)
+    assert ctl.metric("bmhgen_controller_in_flight_peak") == 2
+    assert ctl.metric("bmhgen_controller_releases_total") == 2
+
+
+def test_deleting_a_generator_runs_the_finalizer(cluster, gateway, start_controller):
+    start_controller(DELETE_RESOURCES_ON_DELETE="true")
+    server = usable_servers(gateway, "ucsm")[0]
+    cluster.create("baremetalhostgenerators", NS, generator(
+        "gone", serverName=server, networkConfig={"vlanId": 5}))
+    wait_for("Completed", lambda: phase(cluster, "gone") == "Completed")
+    cluster.delete("baremetalhostgenerators", NS, "gone")
+    wait_for("generator deleted", lambda: cluster.get("baremetalhostgenerators", NS, "gone") is None)
+    assert cluster.get("baremetalhosts", NS, "gone") is None
+    assert cluster.get("nmstateconfigs", NS, "nmstate-config-gone") is None
+    assert cluster.get("secrets", NS, "cisco-cred-gone") is None
+
+
+def test_a_missing_server_fails_with_the_systems_searched(cluster, gateway, start_controller):
+    start_controller()
+    cluster.create("baremetalhostgenerators", NS, generator("ghost", serverName="NO-SUCH-SERVER"))
+    wait_for("Failed", lambda: phase(cluster, "ghost") == "Failed")
+    msg = cluster.get("baremetalhostgenerators", NS, "ghost")["status"]["message"]
+    assert "not found" in msg and "oneview" in msg and "ucsm" in msg and "ome" in msg, msg
+
+
+def test_only_the_leader_reconciles_and_a_standby_takes_over(cluster, gateway, start_controller):
+    a = start_controller("controller-a")
+    wait_for("a leads", lambda: a.metric("bmhgen_controller_leader") == 1)
+    b = start_controller("controller-b")
+    lease = cluster.get("leases", CONTROLLER_NS, "inventory-gateway-controller")
+    assert lease["spec"]["holderIdentity"] == "controller-a"
+    assert b.metric("bmhgen_controller_leader") == 0
+
+    servers = usable_servers(gateway, "ome")
+    cluster.create("baremetalhostgenerators", NS, generator("first", serverName=servers[0]))
+    wait_for("first Completed", lambda: phase(cluster, "first") == "Completed")
+    assert b.metric("bmhgen_controller_reconcile_duration_seconds_count") is None
+
+    # SIGTERM: the leader drains, gives the Lease up and exits 0; the standby takes over.
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(timeout=20) == 0, a.log()
+    wait_for("b leads", lambda: b.metric("bmhgen_controller_leader") == 1)
+    lease = cluster.get("leases", CONTROLLER_NS, "inventory-gateway-controller")
+    assert lease["spec"]["holderIdentity"] == "controller-b"
+    cluster.create("baremetalhostgenerators", NS, generator("second", serverName=servers[1]))
+    wait_for("second Completed", lambda: phase(cluster, "second") == "Completed")
