@@ -193,15 +193,17 @@ impl ControllerArgs {
     }
 }
 
-fn load_rules(path: Option<&PathBuf>) -> Result<ProfileRules, RunError> {
+/// The rules at start-up (a bad file stops the start), and the text they came from.
+fn load_rules(path: Option<&PathBuf>) -> Result<(ProfileRules, Option<String>), RunError> {
     let Some(path) = path else {
-        return Ok(ProfileRules::default());
+        return Ok((ProfileRules::default(), None));
     };
     let text = std::fs::read_to_string(path).map_err(|source| RunError::File {
         path: path.clone(),
         source,
     })?;
-    ProfileRules::from_yaml(&text).map_err(|e| RunError::Rules(e.to_string()))
+    let rules = ProfileRules::from_yaml(&text).map_err(|e| RunError::Rules(e.to_string()))?;
+    Ok((rules, Some(text)))
 }
 
 /// Runs until `shutdown` resolves (then drains reconciles and gives the Lease up) or leadership
@@ -216,7 +218,7 @@ pub async fn run(
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
     let gateway = args.gateway()?;
-    let rules = load_rules(args.profile_rules.as_ref())?;
+    let (rules, rules_text) = load_rules(args.profile_rules.as_ref())?;
     let metrics = Arc::new(ControllerMetrics::new()?);
     let states = args.counted_states();
     let states: Vec<&str> = states.iter().map(String::as_str).collect();
@@ -293,7 +295,16 @@ pub async fn run(
     }
     metrics.leader.set(1);
 
-    let result = lead(&args, &namespace, client, ctx, stopped, elector.as_mut()).await;
+    let result = lead(
+        &args,
+        &namespace,
+        client,
+        ctx,
+        stopped,
+        elector.as_mut(),
+        rules_text,
+    )
+    .await;
     metrics.leader.set(0);
     if let Some(e) = elector.as_mut() {
         if !matches!(result, Err(RunError::LostLeadership)) {
@@ -313,6 +324,7 @@ async fn lead<F, Fut>(
     ctx: Arc<Context>,
     stopped: F,
     elector: Option<&mut LeaderElector>,
+    rules_text: Option<String>,
 ) -> Result<(), RunError>
 where
     F: Fn() -> Fut,
@@ -368,6 +380,7 @@ where
             path.clone(),
             ctx.clone(),
             Duration::from_secs(5),
+            rules_text,
         ));
     }
     tasks.spawn(watchers::periodic_resync(ctx.clone(), args.resync_interval));

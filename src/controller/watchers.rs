@@ -140,34 +140,57 @@ pub async fn watch_credentials(
     }
 }
 
+/// What one look at the rules file found.
+#[derive(Debug)]
+pub enum RulesFile {
+    Unchanged,
+    Loaded(ProfileRules),
+    Rejected(String),
+    Unreadable(String),
+}
+
+/// Reads the rules file; parses it only if its content differs from `last` (updated).
+pub async fn read_rules(path: &std::path::Path, last: &mut Option<String>) -> RulesFile {
+    let text = match tokio::fs::read_to_string(path).await {
+        Ok(t) => t,
+        Err(e) => return RulesFile::Unreadable(e.to_string()),
+    };
+    if last.as_deref() == Some(text.as_str()) {
+        return RulesFile::Unchanged;
+    }
+    let outcome = match ProfileRules::from_yaml(&text) {
+        Ok(rules) => RulesFile::Loaded(rules),
+        Err(e) => RulesFile::Rejected(e.to_string()),
+    };
+    *last = Some(text);
+    outcome
+}
+
 /// Re-reads the NIC rules file when its content changes. Kubernetes updates a mounted
 /// ConfigMap by swapping a symlink, which file-event APIs report unreliably; comparing content
 /// on a short interval sees every update. A file that does not parse keeps the previous rules.
-pub async fn reload_rules(path: PathBuf, ctx: Arc<Context>, every: Duration) {
-    let mut last: Option<String> = None;
+pub async fn reload_rules(
+    path: PathBuf,
+    ctx: Arc<Context>,
+    every: Duration,
+    mut last: Option<String>,
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let text = match tokio::fs::read_to_string(&path).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read the NIC rules file");
-                continue;
-            }
-        };
-        if last.as_deref() == Some(text.as_str()) {
-            continue;
-        }
-        match ProfileRules::from_yaml(&text) {
-            Ok(rules) => {
+        match read_rules(&path, &mut last).await {
+            RulesFile::Unchanged => {}
+            RulesFile::Loaded(rules) => {
                 tracing::info!(path = %path.display(), "NIC rules loaded");
                 ctx.set_rules(rules);
             }
-            Err(e) => {
+            RulesFile::Rejected(e) => {
                 tracing::error!(path = %path.display(), error = %e, "NIC rules file rejected; keeping the previous rules");
             }
+            RulesFile::Unreadable(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read the NIC rules file");
+            }
         }
-        last = Some(text);
     }
 }
 
@@ -187,5 +210,72 @@ pub async fn periodic_resync(ctx: Arc<Context>, every: Duration) {
             ctx.wake(wake);
         }
         ctx.update_gauges();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_vendor_prefixed_keys() {
+        let data: BTreeMap<String, ByteString> = [
+            ("hp-username", "ilo"),
+            ("hp-password", "pw1"),
+            ("dell-username", "root"),
+            // dell-password missing: Dell is left out, not half-filled.
+            ("cisco-username", "ipmi"),
+            ("cisco-password", "pw3"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+        let store = credentials_from_secret(&data);
+        assert_eq!(
+            store.get(Vendor::Hpe).map(|c| c.username.as_str()),
+            Some("ilo")
+        );
+        assert!(store.get(Vendor::Dell).is_none());
+        assert_eq!(
+            store.get(Vendor::Cisco).map(|c| c.username.as_str()),
+            Some("ipmi")
+        );
+        // Debug output never shows a password.
+        assert!(!format!("{store:?}").contains("pw1"));
+    }
+
+    #[tokio::test]
+    async fn the_rules_file_is_reparsed_only_when_it_changes_and_a_bad_one_is_rejected() {
+        let dir = std::env::temp_dir().join(format!("igw-rules-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rules.yaml");
+        let mut last = None;
+        assert!(matches!(
+            read_rules(&path, &mut last).await,
+            RulesFile::Unreadable(_)
+        ));
+        std::fs::write(
+            &path,
+            "rules:\n- {pattern: 'rack1-*', nicName: ens1f0, macIndex: last}\n",
+        )
+        .unwrap();
+        let RulesFile::Loaded(rules) = read_rules(&path, &mut last).await else {
+            panic!("expected the rules to load");
+        };
+        assert!(rules.find("rack1-node3").is_some());
+        assert!(matches!(
+            read_rules(&path, &mut last).await,
+            RulesFile::Unchanged
+        ));
+        std::fs::write(
+            &path,
+            "rules:\n- {pattern: '*', nicName: 'bad name', macIndex: first}\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            read_rules(&path, &mut last).await,
+            RulesFile::Rejected(_)
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
