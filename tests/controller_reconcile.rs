@@ -732,6 +732,43 @@ async fn deleting_a_generator_keeps_its_objects_unless_configured() {
 }
 
 #[tokio::test]
+async fn an_existing_host_keeps_its_boot_mac() {
+    let h = harness(Options::default()).await;
+    let server = usable_servers(&h.stack, SystemKind::Oneview)
+        .await
+        .remove(0);
+    // A host the old operator created, booting from another NIC than the one chosen now.
+    let old: BareMetalHost = serde_json::from_value(json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "legacy", "namespace": NS},
+        "spec": {"online": true, "bootMACAddress": "02:00:00:00:00:99",
+                 "bmc": {"address": "redfish-virtualmedia://10.0.0.1/redfish/v1/Systems/1",
+                         "credentialsName": "hp-cred-legacy"}}
+    }))
+    .unwrap();
+    h.hosts(NS)
+        .create(&PostParams::default(), &old)
+        .await
+        .unwrap();
+    h.set_host_state(NS, "legacy", "provisioned").await;
+    h.sync_hosts().await;
+    h.create("legacy", json!({"serverName": server, "infraEnv": "env"}))
+        .await;
+    h.reconcile("legacy").await;
+    let st = h.status("legacy").await;
+    assert_eq!(st.phase, Some(Phase::Completed));
+    assert_eq!(st.mac_address.as_deref(), Some("02:00:00:00:00:99"));
+    let host = h.hosts(NS).get("legacy").await.unwrap();
+    assert_eq!(host.spec.fields["bootMACAddress"], "02:00:00:00:00:99");
+    assert_eq!(
+        h.ctx.admission.in_flight(),
+        0,
+        "an existing host takes no slot"
+    );
+    h.stack.stop().await;
+}
+
+#[tokio::test]
 async fn the_redeploy_annotation_recreates_the_host_once() {
     let h = harness(Options::default()).await;
     completed(&h, "again").await;

@@ -283,17 +283,38 @@ async fn admitted(
         return Ok(Action::requeue(ctx.settings.redeploy_poll));
     }
 
-    let rendered = match lookup_and_render(api, gen, req, ctx).await? {
+    let mut rendered = match lookup_and_render(api, gen, req, ctx).await? {
         Ok(r) => r,
         Err(action) => {
             give_back();
             return Ok(action);
         }
     };
+    // Metal3 refuses to change a host's bootMACAddress once set, and a host that exists (one
+    // taken over from the old operator, say) must not be re-aimed at another NIC behind its
+    // back: it keeps its MAC, and the difference is reported. Redeploy picks the new one.
+    let kept_mac = existing
+        .as_ref()
+        .and_then(|h| h.spec.fields.get("bootMACAddress"))
+        .and_then(|m| m.as_str())
+        .filter(|m| !m.eq_ignore_ascii_case(&rendered.selection.mac.to_string()))
+        .map(str::to_owned);
+    if let Some(mac) = &kept_mac {
+        rendered.bare_metal_host["spec"]["bootMACAddress"] = mac.clone().into();
+    }
 
     writes::apply_rendered(ctx, &rendered).await?;
 
     let mut next = completed_status(&status, req, &rendered);
+    if let Some(mac) = &kept_mac {
+        next.mac_address = Some(mac.clone());
+        let note = format!(
+            "BareMetalHost {host} keeps its bootMACAddress {mac}; the gateway now reports {} \
+             (NIC {}); annotate {REDEPLOY_ANNOTATION} to recreate the host with it",
+            rendered.selection.mac, rendered.selection.nic_name
+        );
+        publish(ctx, gen, EventType::Warning, "BootMACKept", note).await;
+    }
     next.buffered_at = None;
     if status.phase == Some(Phase::Buffered) {
         if let Some(since) = status.buffered_at.as_ref().and_then(to_chrono) {
