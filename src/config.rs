@@ -242,7 +242,8 @@ pub struct SystemConfig {
     /// Read the password from this file instead (a mounted Kubernetes Secret).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// PEM bundle of CAs to trust for this system, in addition to nothing else.
+    /// PEM bundle of CAs to trust for this system, in addition to the public (webpki) roots built
+    /// into the binary.
     #[serde(default)]
     pub ca_bundle: Option<PathBuf>,
     #[serde(default)]

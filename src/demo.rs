@@ -71,13 +71,23 @@ pub fn start_sims(
     ports: &[(SystemKind, u16)],
     tls: bool,
 ) -> Result<Vec<SimHandle>, DemoError> {
+    start_sims_on(fleets, ports, tls, IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// [`start_sims`] on another address (the `sim` subcommand's `--bind`).
+pub fn start_sims_on(
+    fleets: &HashMap<SystemKind, Vec<SimServer>>,
+    ports: &[(SystemKind, u16)],
+    tls: bool,
+    bind: IpAddr,
+) -> Result<Vec<SimHandle>, DemoError> {
     ports
         .iter()
         .map(|&(kind, port)| {
             let mut opts = SimOptions::new(kind, fleets.get(&kind).cloned().unwrap_or_default());
             opts.port = port;
             opts.tls = tls;
-            opts.bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            opts.bind = bind;
             sim::start(opts).map_err(|source| DemoError::Sim { kind, source })
         })
         .collect()

@@ -37,7 +37,14 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Run the OneView, UCS Manager and OME simulators.
-    Sim(SimArgs),
+    Sim {
+        #[command(flatten)]
+        args: SimArgs,
+        /// Address to listen on. Keep loopback unless the simulators must be reached from
+        /// another container (docker-compose binds 0.0.0.0 inside its own network).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+    },
     /// Print the BareMetalHostGenerator CRD (YAML) generated from the controller's Rust types.
     Crd,
     /// Run the BareMetalHostGenerator controller (Kubernetes client from KUBECONFIG or in-cluster).
@@ -100,7 +107,7 @@ struct SimArgs {
 }
 
 impl SimArgs {
-    fn start(&self) -> anyhow::Result<Vec<SimHandle>> {
+    fn start(&self, bind: std::net::IpAddr) -> anyhow::Result<Vec<SimHandle>> {
         let fleets = demo::fleets(&FleetSpec {
             seed: self.seed,
             servers: self.servers,
@@ -111,7 +118,7 @@ impl SimArgs {
             (SystemKind::Ucsm, self.ucsm_port),
             (SystemKind::Ome, self.ome_port),
         ];
-        Ok(demo::start_sims(&fleets, &ports, self.tls)?)
+        Ok(demo::start_sims_on(&fleets, &ports, self.tls, bind)?)
     }
 }
 
@@ -129,7 +136,7 @@ fn main() -> anyhow::Result<()> {
     };
     let default_filter = match (&cli.command, &config_telemetry) {
         (_, Some(t)) => t.log_filter.clone(),
-        (Command::Sim(_), None) => "warn,inventory_gateway=info".to_owned(),
+        (Command::Sim { .. }, None) => "warn,inventory_gateway=info".to_owned(),
         (Command::Bench(_), None) => "warn".to_owned(),
         (Command::Controller(_), None) => "info,kube_runtime=warn".to_owned(),
         _ => "info".to_owned(),
@@ -173,8 +180,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sim(args) => {
-            let sims = args.start()?;
+        Command::Sim { args, bind } => {
+            let sims = args.start(bind)?;
             for s in &sims {
                 println!("{:<8} {}", s.kind.as_str(), s.base_url);
             }
@@ -269,7 +276,7 @@ async fn run_demo(port: u16, token: Option<String>, args: &SimArgs) -> anyhow::R
     let token = token
         .map(SecretString::from)
         .unwrap_or_else(auth::generate_token);
-    let sims = args.start()?;
+    let sims = args.start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))?;
     let dir = std::env::temp_dir().join(format!("inventory-gateway-demo-{}", std::process::id()));
     let tokens = [TokenSpec::new("demo", token.clone(), &["read", "admin"])];
     let (config, config_path) = demo::write_gateway_config(&dir, &sims, port, &tokens)?;
