@@ -150,17 +150,26 @@ async fn cleanup(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<(), Erro
             &gen.name_any(),
         )
         .await?;
-        let secrets = writes::delete_produced(
-            &Api::<Secret>::namespaced(client, &ns),
-            &gen_ns,
-            &gen.name_any(),
-        )
-        .await?;
+        // The Secret by name, not by a label query: listing Secrets cluster-wide would need
+        // read access to every Secret in the cluster. Its name is known once status records the
+        // vendor; a dry run created none.
+        let status = gen.status.clone().unwrap_or_default();
+        let vendor = status
+            .server_vendor
+            .as_deref()
+            .and_then(|v| parse_spec_vendor(v).ok())
+            .filter(|_| !has_condition(&status, DRY_RUN_CONDITION));
+        let mut secrets = 0;
+        if let Some(vendor) = vendor {
+            let api = Api::<Secret>::namespaced(client, &ns);
+            if writes::delete_if_present(&api, &render::secret_name(vendor, &name)).await? {
+                secrets += 1;
+            }
+        }
         format!(
-            "deleted {} BareMetalHost(s), {} NMStateConfig(s) and {} Secret(s) in {ns}",
+            "deleted {} BareMetalHost(s), {} NMStateConfig(s) and {secrets} Secret(s) in {ns}",
             hosts.len(),
             nmstate.len(),
-            secrets.len()
         )
     } else {
         format!("left the BareMetalHost {ns}/{name} and its objects in place (DELETE_RESOURCES_ON_DELETE is off)")

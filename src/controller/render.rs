@@ -122,7 +122,22 @@ pub struct ProfileRule {
     /// Glob over the server name, case-insensitive: `*` any run, `?` one character.
     pub pattern: String,
     pub nic_name: String,
+    /// `first`, `last` or an index; YAML users write `1` as readily as `"1"`.
+    #[serde(deserialize_with = "string_or_integer")]
     pub mac_index: String,
+}
+
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        N(u64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::N(n) => n.to_string(),
+    })
 }
 
 /// The server-profile rules file: `rules: [{pattern, nicName, macIndex}]`, first match wins.

@@ -263,6 +263,18 @@ mod tests {
             panic!("expected the rules to load");
         };
         assert!(rules.find("rack1-node3").is_some());
+        std::fs::write(
+            &path,
+            "rules:\n- {pattern: 'db-*', nicName: eno2, macIndex: 1}\n",
+        )
+        .unwrap();
+        let RulesFile::Loaded(rules) = read_rules(&path, &mut last).await else {
+            panic!("an integer macIndex is accepted");
+        };
+        assert_eq!(
+            rules.find("db-7").map(|(r, _)| r.mac_index.as_str()),
+            Some("1")
+        );
         assert!(matches!(
             read_rules(&path, &mut last).await,
             RulesFile::Unchanged
