@@ -181,7 +181,36 @@ impl Admission {
         self.lock().since.contains_key(generator)
     }
 
-    /// Forgets a generator (deleted): frees its queue place.
+    /// Queues a generator that an earlier instance buffered (its `status.bufferedAt`), before any
+    /// reconcile runs: after a restart the oldest keep their turn, whichever reconciles first.
+    pub fn seed(&self, generator: &str, buffered_at: DateTime<Utc>) {
+        let mut s = self.lock();
+        if !s.since.contains_key(generator) {
+            s.since.insert(generator.to_owned(), buffered_at);
+            s.queue.insert((buffered_at, generator.to_owned()));
+        }
+    }
+
+    /// Drops queued generators that no longer exist (deleted without our finalizer running).
+    pub fn retain_queued(&self, alive: &HashSet<Key>) {
+        let mut s = self.lock();
+        let gone: Vec<Key> = s
+            .since
+            .keys()
+            .filter(|g| !alive.contains(*g))
+            .cloned()
+            .collect();
+        for g in gone {
+            s.dequeue(&g);
+        }
+    }
+
+    /// Whether a slot is reserved for this host (admitted, not yet observed).
+    pub fn is_pending(&self, host: &str) -> bool {
+        self.lock().pending.contains_key(host)
+    }
+
+    /// Forgets a generator (deleted, or no longer asking): frees its queue place.
     pub fn forget_generator(&self, generator: &str) {
         let mut s = self.lock();
         s.dequeue(generator);
@@ -333,6 +362,21 @@ mod tests {
         assert!(a.is_buffered("g2"));
         assert_eq!(a.request("g2", "h2", None), Decision::Admitted);
         assert!(!a.is_buffered("g2"));
+    }
+
+    #[test]
+    fn seeded_and_pruned_queue_entries() {
+        let a = admission(1);
+        a.request("g0", "h0", None);
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        a.seed("old", t(5));
+        // A generator reconciled before `old` after a restart still queues behind it.
+        assert!(matches!(
+            a.request("new", "h-new", None),
+            Decision::Buffered { position: 1, .. }
+        ));
+        a.retain_queued(&HashSet::from(["new".to_string()]));
+        assert_eq!(a.observe("h0", None), vec!["new".to_string()]);
     }
 
     #[test]

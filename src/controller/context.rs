@@ -61,6 +61,10 @@ pub struct Context {
     wake: Mutex<Option<UnboundedSender<ObjectRef<BareMetalHostGenerator>>>>,
     /// Consecutive transient failures per generator, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Bumped whenever the BMC credentials change; each generator remembers the version its
+    /// Secret was last applied with, so host events do not re-apply unchanged Secrets.
+    credentials_version: std::sync::atomic::AtomicU64,
+    applied_version: Mutex<HashMap<String, u64>>,
 }
 
 impl Context {
@@ -91,6 +95,8 @@ impl Context {
             recorder,
             wake: Mutex::new(None),
             failures: Mutex::new(HashMap::new()),
+            credentials_version: std::sync::atomic::AtomicU64::new(1),
+            applied_version: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,7 +129,34 @@ impl Context {
         let mut cur = self.credentials.write().unwrap_or_else(|p| p.into_inner());
         let changed = !cur.same_as(&creds);
         *cur = creds;
+        if changed {
+            self.credentials_version
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         changed
+    }
+
+    /// Whether this generator's credential Secret predates the current credentials (or was never
+    /// applied by this process).
+    pub fn credentials_changed_for(&self, generator: &str) -> bool {
+        let now = self
+            .credentials_version
+            .load(std::sync::atomic::Ordering::SeqCst);
+        self.applied_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(generator)
+            != Some(&now)
+    }
+
+    pub fn mark_credentials_applied(&self, generator: &str) {
+        let now = self
+            .credentials_version
+            .load(std::sync::atomic::Ordering::SeqCst);
+        self.applied_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(generator.to_owned(), now);
     }
 
     pub fn rules(&self) -> Arc<ProfileRules> {

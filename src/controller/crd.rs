@@ -52,6 +52,7 @@ pub const REDEPLOY_ANNOTATION: &str = "infra.example.com/redeploy";
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = require_infra_env)]
 pub struct BareMetalHostGeneratorSpec {
     /// Server name as the management systems know it. Defaults to the generator's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,10 +63,17 @@ pub struct BareMetalHostGeneratorSpec {
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
     /// Name of the assisted-installer InfraEnv the host joins.
+    // `default` on read: a stored CR without it must fail on its own (status Failed), not make
+    // the list of all generators undecodable. The schema still requires it.
+    #[serde(default)]
     #[schemars(length(min = 1))]
     pub infra_env: String,
     /// Extra labels put on the BareMetalHost.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "scalar_map"
+    )]
     pub labels: BTreeMap<String, String>,
     /// HP, DELL or CISCO (any case). Without it every management system is asked.
     #[serde(
@@ -92,7 +100,11 @@ pub struct BareMetalHostGeneratorSpec {
 }]))]
 pub struct NetworkConfig {
     /// VLAN id (1-4094); when set, an NMStateConfig with a VLAN interface is created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_integer"
+    )]
     #[schemars(range(min = 1, max = 4094))]
     pub vlan_id: Option<i64>,
     /// Name of the NIC (as the management system names it) that carries the VLAN.
@@ -163,12 +175,22 @@ impl fmt::Display for Phase {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BareMetalHostGeneratorStatus {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Read leniently: a value outside the enum (the replaced operator wrote some) reads as
+    // unset instead of making the whole list of generators undecodable.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub phase: Option<Phase>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// When the generator entered the buffer (release order is FIFO by this time).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub buffered_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
@@ -181,15 +203,27 @@ pub struct BareMetalHostGeneratorStatus {
     pub bmh_namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_vendor: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub vlan_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected_nic_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected_mac_index: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient"
+    )]
     pub observed_generation: Option<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lenient"
+    )]
     pub conditions: Vec<Condition>,
 }
 
@@ -396,6 +430,58 @@ impl BareMetalHostGenerator {
     }
 }
 
+/// The schema keeps `infraEnv` required although the Rust field reads a missing one as empty.
+fn require_infra_env(schema: &mut Schema) {
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert("required".into(), serde_json::json!(["infraEnv"]));
+        if let Some(field) = obj
+            .get_mut("properties")
+            .and_then(|p| p.get_mut("infraEnv"))
+            .and_then(|f| f.as_object_mut())
+        {
+            field.remove("default");
+        }
+    }
+}
+
+/// Reads a field, or its default when the stored value does not fit the type. Objects written
+/// under the replaced operator's looser CRD must not make every generator undecodable: kube-rs
+/// decodes a whole list at once, and one bad item would stop the controller.
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
+}
+
+/// An integer, also when written as a string (`"120"`). Anything else reads as 0, which
+/// [`BareMetalHostGenerator::parse`] rejects with a message.
+fn lenient_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::Number(n) => Some(n.as_i64().unwrap_or(0)),
+        serde_json::Value::String(s) => Some(s.trim().parse().unwrap_or(0)),
+        _ => Some(0),
+    })
+}
+
+/// Label values written as numbers or booleans (`rack: 12`) read as their text.
+fn scalar_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = Option::<BTreeMap<String, serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect())
+}
+
 /// The CRD as YAML, exactly what `inventory-gateway crd` prints and `deploy/crd/bmhgen.yaml` holds.
 pub fn crd_yaml() -> Result<String, serde_norway::Error> {
     use kube::CustomResourceExt;
@@ -548,10 +634,15 @@ spec:
         let s: BareMetalHostGeneratorStatus =
             serde_json::from_value(serde_json::json!({"phase": "Buffered"})).unwrap();
         assert_eq!(s.phase, Some(Phase::Buffered));
-        assert!(serde_json::from_value::<BareMetalHostGeneratorStatus>(
-            serde_json::json!({"phase": "Waiting"})
-        )
-        .is_err());
+        // The enum is closed for writing; an unknown stored value reads as unset.
+        assert!(serde_json::from_value::<Phase>(serde_json::json!("Waiting")).is_err());
+        let legacy: BareMetalHostGeneratorStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Waiting", "bufferedAt": "yesterday", "vlanId": "x", "conditions": "none"
+        }))
+        .unwrap();
+        assert_eq!(legacy.phase, None);
+        assert_eq!(legacy.buffered_at, None);
+        assert!(legacy.conditions.is_empty());
     }
 
     #[test]

@@ -143,35 +143,46 @@ impl LeaderElector {
     /// Blocks until this candidate leads.
     pub async fn acquire(&mut self) -> Result<(), kube::Error> {
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
+            // An attempt that hangs past the retry period is abandoned: a success that late
+            // would start leading on a renewal already half expired.
+            let attempt =
+                tokio::time::timeout(self.config.retry_period, self.try_acquire_or_renew());
+            match attempt.await {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "leader election: cannot read or write the Lease")
                 }
+                Err(_) => tracing::warn!("leader election: the API server did not answer in time"),
             }
             tokio::time::sleep(self.config.retry_period).await;
         }
     }
 
-    /// Renews until a renewal fails for longer than `lease_duration` minus a margin (or another
-    /// holder appears); returns then. The caller must stop reconciling at once.
+    /// Renews until the lease can no longer be trusted, then returns; the caller must stop
+    /// reconciling at once. "Trusted" ends `renew_deadline` (2/3 of the lease duration) after
+    /// the last successful renewal, whether the attempts since failed or are still hanging, so
+    /// this replica always stops before a standby may take over (after a full lease duration).
     pub async fn hold(&mut self) {
-        let deadline = self.config.lease_duration.mul_f32(0.66);
+        let renew_deadline = self.config.lease_duration.mul_f32(0.66);
         let mut last_ok = Instant::now();
         loop {
             tokio::time::sleep(self.config.retry_period).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_ok = Instant::now(),
-                Ok(false) => {
+            let left = renew_deadline.saturating_sub(last_ok.elapsed());
+            if left.is_zero() {
+                tracing::error!("leader election: could not renew the Lease in time");
+                return;
+            }
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_ok = Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!("leader election: another replica holds the Lease");
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "leader election: renewal failed");
-                    if last_ok.elapsed() >= deadline {
-                        return;
-                    }
+                Ok(Err(e)) => tracing::warn!(error = %e, "leader election: renewal failed"),
+                Err(_) => {
+                    tracing::error!("leader election: renewal did not answer in time");
+                    return;
                 }
             }
         }

@@ -15,6 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
+use serde_json::Value;
 
 use super::admission::Decision;
 use super::context::{Context, FINALIZER};
@@ -60,6 +61,7 @@ mod reason {
     pub const DRY_RUN: &str = "DryRun";
     pub const REDEPLOY: &str = "Redeploying";
     pub const HOST_DELETING: &str = "PreviousHostDeleting";
+    pub const HOST_TAKEN: &str = "HostBelongsToAnother";
 }
 
 const READY: &str = "Ready";
@@ -133,8 +135,9 @@ async fn cleanup(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<(), Erro
     let key = generator_key(gen);
     let gen_ns = gen.namespace().unwrap_or_default();
     let (ns, name) = targets(gen);
+    // A slot reserved for this host is not given back here: the host may have been created
+    // already, and it is counted until the watch shows it gone (or the pending TTL ends).
     ctx.admission.forget_generator(&key);
-    ctx.wake(ctx.admission.cancel(&host_key(&ns, &name)));
     ctx.clear_backoff(&key);
     let note = if ctx.settings.delete_resources_on_delete {
         let client = ctx.client.clone();
@@ -187,10 +190,6 @@ async fn apply(
     let key = generator_key(gen);
     let status = gen.status.clone().unwrap_or_default();
 
-    if gen.annotations().contains_key(REDEPLOY_ANNOTATION) {
-        return redeploy(api, gen, ctx).await;
-    }
-
     let req = match gen.parse() {
         Ok(r) => r,
         Err(e) => {
@@ -198,10 +197,20 @@ async fn apply(
         }
     };
 
+    if gen.annotations().contains_key(REDEPLOY_ANNOTATION) {
+        if req.dry_run {
+            // Nothing was created: there is nothing to recreate.
+            writes::remove_annotation(api, gen, REDEPLOY_ANNOTATION).await?;
+        } else {
+            return redeploy(api, gen, ctx).await;
+        }
+    }
+
     let up_to_date = status.observed_generation == gen.metadata.generation;
     let was_dry_run = has_condition(&status, DRY_RUN_CONDITION);
     match status.phase {
         Some(Phase::Completed) if up_to_date && was_dry_run == req.dry_run => {
+            ctx.admission.forget_generator(&key);
             if !req.dry_run {
                 keep_credentials_current(gen, &req, &status, ctx).await?;
             }
@@ -212,54 +221,69 @@ async fn apply(
         Some(Phase::Failed)
             if up_to_date && condition_reason(&status) != Some(reason::CREDENTIALS) =>
         {
+            ctx.admission.forget_generator(&key);
             return Ok(Action::await_change());
         }
         _ => {}
     }
 
     if req.dry_run {
+        ctx.admission.forget_generator(&key);
         return dry_run(api, gen, &req, ctx).await;
     }
 
     let host = host_key(&req.target_namespace, &req.name);
-    let buffered_at = status.buffered_at.as_ref().and_then(to_chrono);
-    match ctx.admission.request(&key, &host, buffered_at) {
-        Decision::Buffered { since, position } => {
-            ctx.update_gauges();
-            let mut next = status.clone();
-            next.buffered_at = Some(to_time(since));
-            let message = format!(
-                "waiting for an admission slot: {} host(s) in flight, limit {}; position {} in the queue",
-                ctx.admission.in_flight(),
-                ctx.admission.max_in_flight(),
-                position + 1
-            );
-            set_phase(
-                api,
-                gen,
-                ctx,
-                next,
-                Phase::Buffered,
-                reason::BUFFERED,
-                message,
-            )
-            .await?;
-            // Released by the host watch or the periodic resync.
-            return Ok(Action::await_change());
-        }
-        Decision::Admitted => ctx.update_gauges(),
+    if let Decision::Buffered { since, .. } = admit(&key, &host, &status, ctx) {
+        return buffer(api, gen, ctx, since).await;
     }
-
-    match admitted(api, gen, &req, ctx).await {
-        Ok(action) => Ok(action),
-        Err(e) => {
-            ctx.wake(ctx.admission.cancel(&host));
-            Err(e)
-        }
-    }
+    admitted(api, gen, &req, ctx).await
 }
 
-/// The slot is reserved: look the server up, render, apply. Any early return gives it back.
+fn admit(key: &str, host: &str, status: &BareMetalHostGeneratorStatus, ctx: &Context) -> Decision {
+    let buffered_at = status.buffered_at.as_ref().and_then(to_chrono);
+    let decision = ctx.admission.request(key, host, buffered_at);
+    ctx.update_gauges();
+    decision
+}
+
+async fn buffer(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    ctx: &Context,
+    since: DateTime<Utc>,
+) -> Result<Action, Error> {
+    let mut next = gen.status.clone().unwrap_or_default();
+    next.buffered_at = Some(to_time(since));
+    // No counts or queue position in the message: it would change, and be written, at every
+    // admission elsewhere (the metrics carry them).
+    let message = format!(
+        "waiting for an admission slot: {} hosts in flight is the limit",
+        ctx.admission.max_in_flight()
+    );
+    set_phase(
+        api,
+        gen,
+        ctx,
+        next,
+        Phase::Buffered,
+        reason::BUFFERED,
+        message,
+    )
+    .await?;
+    // Released by the host watch or the periodic resync.
+    Ok(Action::await_change())
+}
+
+/// Whose host this is, by the labels the controller puts on it. A host without them (created
+/// by the replaced operator, or by hand) belongs to the generator of the same name.
+fn foreign_owner(host: &BareMetalHost, gen: &BareMetalHostGenerator) -> Option<String> {
+    let (ns, name) = host.generator()?;
+    let mine = Some(ns.as_str()) == gen.namespace().as_deref() && name == gen.name_any();
+    (!mine).then(|| format!("{ns}/{name}"))
+}
+
+/// Admitted: look the server up, render, apply. The reserved slot is given back on every
+/// return before the apply is sent, and kept after (the host may exist from then on).
 async fn admitted(
     api: &Api<BareMetalHostGenerator>,
     gen: &BareMetalHostGenerator,
@@ -272,57 +296,113 @@ async fn admitted(
     let give_back = || ctx.wake(ctx.admission.cancel(&host));
 
     let hosts: Api<BareMetalHost> = Api::namespaced(ctx.client.clone(), &req.target_namespace);
-    let existing = hosts.get_opt(&req.name).await?;
-    if existing
-        .as_ref()
-        .is_some_and(|h| h.metadata.deletion_timestamp.is_some())
-    {
-        give_back();
-        let message = format!("waiting for the previous BareMetalHost {host} to be deleted");
-        set_phase(
-            api,
-            gen,
-            ctx,
-            status,
-            Phase::Processing,
-            reason::HOST_DELETING,
-            message,
-        )
-        .await?;
-        return Ok(Action::requeue(ctx.settings.redeploy_poll));
+    let existing = match hosts.get_opt(&req.name).await {
+        Ok(h) => h,
+        Err(e) => {
+            give_back();
+            return Err(e.into());
+        }
+    };
+    match &existing {
+        Some(h) if h.metadata.deletion_timestamp.is_some() => {
+            give_back();
+            let message = format!("waiting for the previous BareMetalHost {host} to be deleted");
+            set_phase(
+                api,
+                gen,
+                ctx,
+                status,
+                Phase::Processing,
+                reason::HOST_DELETING,
+                message,
+            )
+            .await?;
+            return Ok(Action::requeue(ctx.settings.redeploy_poll));
+        }
+        Some(h) => {
+            if let Some(owner) = foreign_owner(h, gen) {
+                give_back();
+                let message = format!("BareMetalHost {host} belongs to generator {owner}");
+                return fail(api, gen, ctx, reason::HOST_TAKEN, message).await;
+            }
+        }
+        // Admission let it through as an existing host, but the API says it is gone (the
+        // watch has not caught up, e.g. right after a redeploy): it needs a real slot.
+        None if !ctx.admission.is_pending(&host) => {
+            ctx.wake(ctx.admission.observe(&host, None));
+            if let Decision::Buffered { since, .. } = admit(&key, &host, &status, ctx) {
+                return buffer(api, gen, ctx, since).await;
+            }
+        }
+        None => {}
     }
 
-    let mut rendered = match lookup_and_render(api, gen, req, ctx).await? {
-        Ok(r) => r,
-        Err(action) => {
+    let mut rendered = match lookup_and_render(api, gen, req, ctx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(action)) => {
             give_back();
             return Ok(action);
         }
+        Err(e) => {
+            give_back();
+            return Err(e);
+        }
     };
-    // Metal3 refuses to change a host's bootMACAddress once set, and a host that exists (one
-    // taken over from the old operator, say) must not be re-aimed at another NIC behind its
-    // back: it keeps its MAC, and the difference is reported. Redeploy picks the new one.
-    let kept_mac = existing
-        .as_ref()
-        .and_then(|h| h.spec.fields.get("bootMACAddress"))
-        .and_then(|m| m.as_str())
-        .filter(|m| !m.eq_ignore_ascii_case(&rendered.selection.mac.to_string()))
-        .map(str::to_owned);
-    if let Some(mac) = &kept_mac {
-        rendered.bare_metal_host["spec"]["bootMACAddress"] = mac.clone().into();
+    // Metal3 refuses to change a host's bootMACAddress or BMC address once set, and a host
+    // that exists (one taken over from the old operator, say) must not be re-aimed behind its
+    // back: it keeps them, and the difference is reported. Redeploy takes the new values.
+    let mut kept = Vec::new();
+    if let Some(h) = &existing {
+        for (path, now) in [
+            (&["bootMACAddress"][..], rendered.selection.mac.to_string()),
+            (&["bmc", "address"][..], rendered.bmc_address.clone()),
+        ] {
+            let old = path
+                .iter()
+                .try_fold(&Value::Object(h.spec.fields.clone()), |v, k| v.get(*k))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(old) = old.filter(|o| !o.eq_ignore_ascii_case(&now)) {
+                let mut target = &mut rendered.bare_metal_host["spec"];
+                for k in path {
+                    target = &mut target[*k];
+                }
+                *target = Value::String(old.clone());
+                kept.push(format!(
+                    "{} {old} (the gateway now gives {now})",
+                    path.join(".")
+                ));
+            }
+        }
     }
 
+    // From here the host may exist: the slot is kept even if a write fails.
     writes::apply_rendered(ctx, &rendered).await?;
+    if rendered.nmstate_config.is_none() {
+        // No VLAN (any more): an NMStateConfig left from an earlier spec would still be applied
+        // by the installer.
+        writes::delete_own_nmstate(
+            ctx,
+            &rendered.namespace,
+            &nmstate_config_name(&req.name),
+            gen,
+        )
+        .await?;
+    }
 
     let mut next = completed_status(&status, req, &rendered);
-    if let Some(mac) = &kept_mac {
-        next.mac_address = Some(mac.clone());
+    next.mac_address = rendered.bare_metal_host["spec"]["bootMACAddress"]
+        .as_str()
+        .map(str::to_owned);
+    next.ipmi_address = rendered.bare_metal_host["spec"]["bmc"]["address"]
+        .as_str()
+        .map(str::to_owned);
+    if !kept.is_empty() {
         let note = format!(
-            "BareMetalHost {host} keeps its bootMACAddress {mac}; the gateway now reports {} \
-             (NIC {}); annotate {REDEPLOY_ANNOTATION} to recreate the host with it",
-            rendered.selection.mac, rendered.selection.nic_name
+            "BareMetalHost {host} keeps its {}; annotate {REDEPLOY_ANNOTATION} to recreate it",
+            kept.join(" and its ")
         );
-        publish(ctx, gen, EventType::Warning, "BootMACKept", note).await;
+        publish(ctx, gen, EventType::Warning, "HostKept", note).await;
     }
     next.buffered_at = None;
     if status.phase == Some(Phase::Buffered) {
@@ -345,10 +425,11 @@ async fn admitted(
         } else {
             "updated"
         },
-        rendered.selection.mac,
+        next.mac_address.as_deref().unwrap_or_default(),
         rendered.selection.nic_name,
         rendered.selection.source,
     );
+    ctx.mark_credentials_applied(&key);
     set_phase(
         api,
         gen,
@@ -359,7 +440,6 @@ async fn admitted(
         message,
     )
     .await?;
-    ctx.clear_backoff(&key);
     Ok(Action::await_change())
 }
 
@@ -388,7 +468,9 @@ async fn lookup_and_render(
                 .with_label_values(&["gateway"])
                 .inc();
             let wait = ctx.backoff(&key).max(e.retry_after().unwrap_or_default());
-            let message = format!("{e}; retrying in {}s", wait.as_secs());
+            // No delay in the message: a changed status would trigger a reconcile at once,
+            // ahead of the backoff.
+            let message = format!("{e}; retrying with backoff");
             set_phase(
                 api,
                 gen,
@@ -500,6 +582,10 @@ async fn keep_credentials_current(
     status: &BareMetalHostGeneratorStatus,
     ctx: &Context,
 ) -> Result<(), Error> {
+    let key = generator_key(gen);
+    if !ctx.credentials_changed_for(&key) {
+        return Ok(());
+    }
     let Some(vendor) = status
         .server_vendor
         .as_deref()
@@ -512,7 +598,11 @@ async fn keep_credentials_current(
         req.target_namespace = ns.clone();
     }
     match render::credential_secret(&req, vendor, &ctx.credentials()) {
-        Ok(secret) => Ok(writes::apply_secret(ctx, secret).await?),
+        Ok(secret) => {
+            writes::apply_secret(ctx, secret).await?;
+            ctx.mark_credentials_applied(&key);
+            Ok(())
+        }
         Err(e) => {
             // The host exists and keeps its last good Secret; say so instead of failing it.
             tracing::warn!(generator = %generator_key(gen), error = %e, "cannot refresh the BMC credential Secret");
@@ -528,12 +618,28 @@ async fn redeploy(
 ) -> Result<Action, Error> {
     let (ns, name) = targets(gen);
     let hosts: Api<BareMetalHost> = Api::namespaced(ctx.client.clone(), &ns);
-    let nmstate: Api<NMStateConfig> = Api::namespaced(ctx.client.clone(), &ns);
-    writes::delete_if_present(&hosts, &name).await?;
-    writes::delete_if_present(&nmstate, &nmstate_config_name(&name)).await?;
     let status = gen.status.clone().unwrap_or_default();
-    let message =
-        format!("redeploy requested: deleted BareMetalHost {ns}/{name}; it will be created again");
+    let message = match hosts.get_opt(&name).await? {
+        Some(h) if foreign_owner(&h, gen).is_some() => {
+            let message = format!(
+                "redeploy ignored: BareMetalHost {ns}/{name} belongs to generator {}",
+                foreign_owner(&h, gen).unwrap_or_default()
+            );
+            writes::remove_annotation(api, gen, REDEPLOY_ANNOTATION).await?;
+            publish(ctx, gen, EventType::Warning, "Redeploy", message).await;
+            return Ok(Action::await_change());
+        }
+        Some(_) => {
+            writes::delete_if_present(&hosts, &name).await?;
+            writes::delete_own_nmstate(ctx, &ns, &nmstate_config_name(&name), gen).await?;
+            format!(
+                "redeploy requested: deleted BareMetalHost {ns}/{name}; it will be created again"
+            )
+        }
+        None => format!(
+            "redeploy requested: BareMetalHost {ns}/{name} does not exist; it will be created"
+        ),
+    };
     // Processing first, so that a crash between the two writes cannot leave "Completed" behind
     // with the annotation gone.
     set_phase(
@@ -559,6 +665,8 @@ async fn fail(
     message: String,
 ) -> Result<Action, Error> {
     ctx.metrics.reconcile_errors.with_label_values(&[why]).inc();
+    // A generator that fails no longer waits for a slot; it must not hold a queue place.
+    ctx.admission.forget_generator(&generator_key(gen));
     let status = gen.status.clone().unwrap_or_default();
     set_phase(api, gen, ctx, status, Phase::Failed, why, message).await?;
     Ok(Action::await_change())
@@ -592,6 +700,10 @@ async fn set_phase(
     );
     if why != reason::DRY_RUN {
         next.conditions.retain(|c| c.type_ != DRY_RUN_CONDITION);
+    }
+    if phase != Phase::Processing {
+        // Only a transient failure keeps growing the backoff; any other outcome resets it.
+        ctx.clear_backoff(&generator_key(gen));
     }
     if next == previous {
         return Ok(());
@@ -642,8 +754,10 @@ fn to_chrono(t: &Time) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(t.0.as_millisecond())
 }
 
+/// To the second, as `Time` is stored: a status compared before and after a round trip through
+/// the API server must compare equal, or every reconcile would write it again.
 fn to_time(t: DateTime<Utc>) -> Time {
-    Time(Timestamp::from_millisecond(t.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH))
+    Time(Timestamp::from_second(t.timestamp()).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 fn has_condition(status: &BareMetalHostGeneratorStatus, type_: &str) -> bool {

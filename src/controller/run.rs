@@ -20,7 +20,7 @@ use url::Url;
 
 use super::admission::Admission;
 use super::context::{Context, Settings};
-use super::crd::BareMetalHostGenerator;
+use super::crd::{BareMetalHostGenerator, Phase};
 use super::gateway_client::{GatewayClient, GatewayClientConfig, GatewayError};
 use super::leader::{LeaderElector, LeaseConfig};
 use super::metrics::ControllerMetrics;
@@ -295,16 +295,16 @@ pub async fn run(
     }
     metrics.leader.set(1);
 
-    let result = lead(
-        &args,
-        &namespace,
-        client,
-        ctx,
-        stopped,
-        elector.as_mut(),
-        rules_text,
-    )
-    .await;
+    // Renewal runs from the first moment of leadership, also while the watches sync: a
+    // replica that cannot renew stops before a standby may take over.
+    let leading = lead(&args, &namespace, client, ctx, stopped, rules_text);
+    let result = match elector.as_mut() {
+        Some(e) => tokio::select! {
+            r = leading => r,
+            _ = e.hold() => Err(RunError::LostLeadership),
+        },
+        None => leading.await,
+    };
     metrics.leader.set(0);
     if let Some(e) = elector.as_mut() {
         if !matches!(result, Err(RunError::LostLeadership)) {
@@ -323,7 +323,6 @@ async fn lead<F, Fut>(
     client: kube::Client,
     ctx: Arc<Context>,
     stopped: F,
-    elector: Option<&mut LeaderElector>,
     rules_text: Option<String>,
 ) -> Result<(), RunError>
 where
@@ -358,6 +357,27 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    // Generators an earlier leader buffered keep their turn, whatever order they reconcile in.
+    let mut seeded = 0;
+    for g in generators.list(&Default::default()).await? {
+        let buffered_at = g
+            .status
+            .as_ref()
+            .filter(|s| s.phase == Some(Phase::Buffered))
+            .and_then(|s| s.buffered_at.as_ref())
+            .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0));
+        if let Some(at) = buffered_at {
+            ctx.admission.seed(&generator_key(&g), at);
+            seeded += 1;
+        }
+    }
+    if seeded > 0 {
+        tracing::info!(
+            seeded,
+            "buffered generators queued in their bufferedAt order"
+        );
+    }
+
     let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded();
     ctx.set_waker(wake_tx);
     let controller = Controller::new(generators, watcher::Config::default());
@@ -369,6 +389,7 @@ where
             .map(|g| generator_key(g))
             .collect::<Vec<_>>()
     };
+    let alive = all_generators.clone();
     tasks.spawn(watchers::watch_credentials(
         Api::namespaced(client.clone(), namespace),
         args.bmc_credentials_secret.clone(),
@@ -383,7 +404,11 @@ where
             rules_text,
         ));
     }
-    tasks.spawn(watchers::periodic_resync(ctx.clone(), args.resync_interval));
+    tasks.spawn(watchers::periodic_resync(
+        ctx.clone(),
+        args.resync_interval,
+        alive,
+    ));
 
     let run = controller
         .reconcile_on(wake_rx)
@@ -395,16 +420,7 @@ where
                 Err(e) => tracing::debug!(error = %e, "reconcile did not run"),
             }
         });
-    let outcome = match elector {
-        Some(e) => tokio::select! {
-            _ = run => Ok(()),
-            _ = e.hold() => Err(RunError::LostLeadership),
-        },
-        None => {
-            run.await;
-            Ok(())
-        }
-    };
+    run.await;
     tasks.abort_all();
-    outcome
+    Ok(())
 }

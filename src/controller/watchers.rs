@@ -196,11 +196,18 @@ pub async fn reload_rules(
 
 /// The safety net: buffered generators that may be admitted are woken even if no host event
 /// arrives (an admitted host whose creation failed frees its slot after a TTL, for example).
-pub async fn periodic_resync(ctx: Arc<Context>, every: Duration) {
+pub async fn periodic_resync(ctx: Arc<Context>, every: Duration, alive: impl Fn() -> Vec<String>) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
+        // A generator deleted without our finalizer running (someone removed it) must not keep
+        // a queue place that the ones behind it are waiting for.
+        // (An empty list is the store not filled yet, not proof that nobody is left.)
+        let alive: std::collections::HashSet<String> = alive().into_iter().collect();
+        if !alive.is_empty() {
+            ctx.admission.retain_queued(&alive);
+        }
         let wake = ctx.admission.releasable_now();
         if !wake.is_empty() {
             tracing::debug!(

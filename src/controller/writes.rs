@@ -99,8 +99,14 @@ where
 {
     let selector =
         format!("{GENERATOR_LABEL}={generator},{GENERATOR_NAMESPACE_LABEL}={generator_ns}");
+    let list = match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(l) => l,
+        // The kind is not installed (no assisted installer: no NMStateConfig): nothing to delete.
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let mut deleted = Vec::new();
-    for obj in api.list(&ListParams::default().labels(&selector)).await? {
+    for obj in list {
         let name = obj.name_any();
         if delete_if_present(api, &name).await? {
             deleted.push(name);
@@ -109,12 +115,45 @@ where
     Ok(deleted)
 }
 
+/// The replaced kopf operator's finalizer. It is stopped for good, so its marker would block
+/// every deletion; ours takes its place.
+const KOPF_FINALIZER: &str = "kopf.zalando.org/KopfFinalizerMarker";
+
+/// Deletes the NMStateConfig of this name if this generator produced it (by its labels).
+pub async fn delete_own_nmstate(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    gen: &BareMetalHostGenerator,
+) -> Result<(), kube::Error> {
+    let api: Api<NMStateConfig> = Api::namespaced(ctx.client.clone(), ns);
+    let existing = match api.get_opt(name).await {
+        Ok(e) => e,
+        // The kind is not installed: there is none.
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => return Err(e),
+    };
+    let Some(nm) = existing else { return Ok(()) };
+    let labels = nm.labels();
+    let ours = labels.get(GENERATOR_LABEL).map(String::as_str) == Some(gen.name_any().as_str())
+        && labels.get(GENERATOR_NAMESPACE_LABEL).map(String::as_str) == gen.namespace().as_deref();
+    if ours {
+        delete_if_present(&api, name).await?;
+    }
+    Ok(())
+}
+
 /// Adds the finalizer, guarded by resourceVersion. Returns the updated generator.
 pub async fn add_finalizer(
     api: &Api<BareMetalHostGenerator>,
     gen: &BareMetalHostGenerator,
 ) -> Result<BareMetalHostGenerator, kube::Error> {
-    let mut finalizers = gen.finalizers().to_vec();
+    let mut finalizers: Vec<String> = gen
+        .finalizers()
+        .iter()
+        .filter(|f| *f != KOPF_FINALIZER)
+        .cloned()
+        .collect();
     finalizers.push(FINALIZER.to_owned());
     let patch = json!({"metadata": {
         "finalizers": finalizers,

@@ -141,3 +141,27 @@ def test_only_the_leader_reconciles_and_a_standby_takes_over(cluster, gateway, s
     assert lease["spec"]["holderIdentity"] == "controller-b"
     cluster.create("baremetalhostgenerators", NS, generator("second", serverName=servers[1]))
     wait_for("second Completed", lambda: phase(cluster, "second") == "Completed")
+
+
+def test_crs_left_by_the_old_operator_are_taken_over(cluster, gateway, start_controller):
+    # Written before the controller starts, as the kopf operator left them: a phase outside the
+    # enum, an unparsable bufferedAt, a VLAN as a string, a numeric label and kopf's finalizer.
+    servers = usable_servers(gateway, "oneview")
+    legacy = generator("legacy", serverName=servers[0], labels={"rack": 12},
+                       networkConfig={"vlanId": "120"})
+    legacy["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    cluster.create("baremetalhostgenerators", NS, legacy)
+    cluster.merge("baremetalhostgenerators", NS, "legacy",
+                  {"status": {"phase": "Waiting", "bufferedAt": "yesterday"}}, sub="status")
+    cluster.create("baremetalhostgenerators", NS, generator("plain", serverName=servers[1]))
+    assert cluster.get("baremetalhostgenerators", NS, "legacy")["status"]["phase"] == "Waiting"
+
+    start_controller()
+    for name in ("legacy", "plain"):
+        wait_for(f"{name} Completed", lambda n=name: phase(cluster, n) == "Completed")
+    g = cluster.get("baremetalhostgenerators", NS, "legacy")
+    assert g["metadata"]["finalizers"] == ["infra.example.com/bmhgen-finalizer"]
+    assert g["status"]["vlanId"] == 120
+    bmh = cluster.get("baremetalhosts", NS, "legacy")
+    assert bmh["metadata"]["labels"]["rack"] == "12"
+    assert cluster.get("nmstateconfigs", NS, "nmstate-config-legacy") is not None
