@@ -5,9 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod vendor_rig;
+use vendor_rig as rig;
+use vendor_rig::name;
+
 use inventory_gateway::config::Config;
-use inventory_gateway::domain::{BmcAddress, MacAddress, ServerName, SystemKind};
-use inventory_gateway::sim::{self, fleet, Faults, SimHandle, SimOptions, SimServer};
+use inventory_gateway::domain::{BmcAddress, MacAddress, SystemKind};
+use inventory_gateway::sim::{fleet, Faults, SimHandle, SimServer};
 use inventory_gateway::vendors::ome::odata;
 use inventory_gateway::vendors::{build_backend, Backend, BackendError};
 
@@ -19,80 +23,43 @@ const LOGOUT: &str = "DELETE /api/SessionService/Sessions('{id}')";
 struct Rig {
     sim: SimHandle,
     backend: Arc<dyn Backend>,
-    _ca_dir: Option<TempDir>,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _ca: Option<rig::CaFile>,
 }
 
 fn start(fleet: Vec<SimServer>, page_size: u32, tls: bool) -> Rig {
-    let mut opts = SimOptions::new(SystemKind::Ome, fleet);
-    opts.tls = tls;
-    let sim = sim::start(opts).unwrap();
-    let (ca_line, ca_dir) = match &sim.ca_pem {
-        Some(pem) => {
-            let dir = std::env::temp_dir().join(format!("igw-ome-{}", uuid::Uuid::new_v4()));
-            std::fs::create_dir_all(&dir).unwrap();
-            let path = dir.join("ca.pem");
-            std::fs::write(&path, pem).unwrap();
-            (
-                format!("ca_bundle = {:?}", path.display().to_string()),
-                Some(TempDir(dir)),
-            )
-        }
-        None => (String::new(), None),
-    };
-    let toml = format!(
-        r#"
-        [[systems]]
-        name = "ome-lab"
-        kind = "ome"
-        endpoint = "{}"
-        username = "admin"
-        password = "sim-password"
-        page_size = {page_size}
-        timeout = "5s"
-        {ca_line}
-        "#,
-        sim.base_url
+    let sim = rig::start(SystemKind::Ome, fleet, tls);
+    let ca = tls.then(|| rig::CaFile::new(&sim));
+    let extra = format!(
+        "page_size = {page_size}\ntimeout = \"5s\"\n{}",
+        ca.as_ref().map(rig::CaFile::line).unwrap_or_default()
     );
-    let config = Config::from_toml_str(&toml).unwrap();
-    let backend = build_backend(&config.systems[0]).unwrap();
+    let backend = rig::backend(&sim, "ome-lab", "sim-password", &extra);
     Rig {
         sim,
         backend,
-        _ca_dir: ca_dir,
+        _ca: ca,
     }
 }
 
 impl Rig {
     fn counters(&self) -> BTreeMap<String, u64> {
-        self.sim.shared.counters()
+        rig::counters(&self.sim)
     }
 
     fn count(&self, key: &str) -> u64 {
-        self.counters().get(key).copied().unwrap_or(0)
+        rig::count(&self.sim, key)
     }
 
     fn total(&self) -> u64 {
-        self.counters().values().sum()
+        rig::total(&self.sim)
     }
 
     async fn find(
         &self,
-        name: &str,
+        server: &str,
     ) -> Result<Vec<inventory_gateway::domain::ServerRecord>, BackendError> {
-        self.backend.find(&ServerName::parse(name).unwrap()).await
+        self.backend.find(&name(server)).await
     }
-}
-
-fn name(s: &str) -> ServerName {
-    ServerName::parse(s).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,12 +242,8 @@ async fn unbound_profile_is_unassigned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_an_auth_error() {
     let servers = fleet::generate(SystemKind::Ome, 2, 1);
-    let sim = sim::start(SimOptions::new(SystemKind::Ome, servers.clone())).unwrap();
-    let toml = format!(
-        "[[systems]]\nname = \"ome\"\nkind = \"ome\"\nendpoint = \"{}\"\nusername = \"admin\"\npassword = \"nope\"\n",
-        sim.base_url
-    );
-    let backend = build_backend(&Config::from_toml_str(&toml).unwrap().systems[0]).unwrap();
+    let sim = rig::start(SystemKind::Ome, servers.clone(), false);
+    let backend = rig::backend(&sim, "ome", "nope", "");
     let err = backend.find(&name(&servers[0].name)).await.unwrap_err();
     assert!(matches!(err, BackendError::Auth { .. }), "{err:?}");
     assert!(!format!("{err:?}").contains("nope"));

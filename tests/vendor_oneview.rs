@@ -1,12 +1,14 @@
 //! The OneView backend against the OneView simulator over real HTTP(S).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use inventory_gateway::config::{Config, SystemConfig};
-use inventory_gateway::domain::{ServerName, SystemKind, Vendor};
-use inventory_gateway::sim::{self, fleet, Faults, SimHandle, SimNic, SimOptions, SimServer};
-use inventory_gateway::vendors::{build_backend, Backend, BackendError};
+mod vendor_rig;
+use vendor_rig as rig;
+use vendor_rig::{count, counters, name, total};
+
+use inventory_gateway::domain::{SystemKind, Vendor};
+use inventory_gateway::sim::{fleet, Faults, SimHandle, SimNic, SimServer};
+use inventory_gateway::vendors::{Backend, BackendError};
 
 const PROFILES: &str = "GET /rest/server-profiles";
 const HARDWARE: &str = "GET /rest/server-hardware/{id}";
@@ -14,42 +16,11 @@ const LOGIN: &str = "POST /rest/login-sessions";
 const LOGOUT: &str = "DELETE /rest/login-sessions";
 
 fn start(fleet: Vec<SimServer>) -> SimHandle {
-    sim::start(SimOptions::new(SystemKind::Oneview, fleet)).unwrap()
-}
-
-fn start_tls(fleet: Vec<SimServer>) -> SimHandle {
-    let mut opts = SimOptions::new(SystemKind::Oneview, fleet);
-    opts.tls = true;
-    sim::start(opts).unwrap()
-}
-
-fn system(sim: &SimHandle, extra: &str) -> SystemConfig {
-    let text = format!(
-        "[[systems]]\nname = \"ov-sim\"\nkind = \"oneview\"\nendpoint = \"{}\"\n\
-         username = \"admin\"\npassword = \"sim-password\"\n{extra}\n",
-        sim.base_url
-    );
-    Config::from_toml_str(&text).unwrap().systems.remove(0)
+    rig::start(SystemKind::Oneview, fleet, false)
 }
 
 fn backend(sim: &SimHandle, extra: &str) -> Arc<dyn Backend> {
-    build_backend(&system(sim, extra)).unwrap()
-}
-
-fn name(s: &str) -> ServerName {
-    ServerName::parse(s).unwrap()
-}
-
-fn counters(sim: &SimHandle) -> BTreeMap<String, u64> {
-    sim.shared.counters()
-}
-
-fn count(sim: &SimHandle, key: &str) -> u64 {
-    counters(sim).get(key).copied().unwrap_or(0)
-}
-
-fn total(sim: &SimHandle) -> u64 {
-    counters(sim).values().sum()
+    rig::backend(sim, "ov-sim", "sim-password", extra)
 }
 
 fn server(name: &str, n: u8, assigned: bool) -> SimServer {
@@ -210,9 +181,7 @@ async fn a_second_401_is_an_auth_error() {
 #[tokio::test]
 async fn bad_credentials_are_an_auth_error_and_concurrent_lookups_share_the_failure() {
     let sim = start(fleet::generate(SystemKind::Oneview, 9, 2));
-    let mut sys = system(&sim, "");
-    sys.password = Some("wrong".to_owned().into());
-    let ov = build_backend(&sys).unwrap();
+    let ov = rig::backend(&sim, "ov-sim", "wrong", "");
     let lookups = (0..20).map(|_| {
         let ov = ov.clone();
         async move { ov.find(&name("hpe-synergy-001")).await }
@@ -342,13 +311,10 @@ async fn upstream_errors_keep_status_and_retry_after() {
 #[tokio::test]
 async fn tls_verifies_with_the_ca_bundle_and_fails_without() {
     let fleet = fleet::generate(SystemKind::Oneview, 6, 2);
-    let sim = start_tls(fleet.clone());
-    let dir = std::env::temp_dir().join(format!("igw-ov-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, sim.ca_pem.as_deref().unwrap()).unwrap();
+    let sim = rig::start(SystemKind::Oneview, fleet.clone(), true);
+    let ca = rig::CaFile::new(&sim);
 
-    let trusted = backend(&sim, &format!("ca_bundle = {:?}", ca.display().to_string()));
+    let trusted = backend(&sim, &ca.line());
     let r = trusted.find(&name(&fleet[1].name)).await.unwrap();
     assert_eq!(
         r[0].bmc.as_ref().unwrap().address.to_string(),
@@ -358,7 +324,6 @@ async fn tls_verifies_with_the_ca_bundle_and_fails_without() {
     let untrusted = backend(&sim, "");
     let err = untrusted.find(&name(&fleet[1].name)).await.unwrap_err();
     assert!(matches!(err, BackendError::Connect { .. }), "{err:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The simulator's own protocol rules, as a raw client sees them.

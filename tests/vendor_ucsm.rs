@@ -1,54 +1,31 @@
 //! The UCS Manager backend against the UCSM simulator over real HTTP: every field against the
 //! fleet, the call budget, session reuse/expiry/logout, and the error mapping.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use inventory_gateway::config::Config;
-use inventory_gateway::domain::{ServerName, SystemKind};
-use inventory_gateway::sim::{self, fleet, Faults, SimHandle, SimNic, SimOptions, SimServer};
-use inventory_gateway::vendors::{build_backend, Backend, BackendError};
+mod vendor_rig;
+use vendor_rig as rig;
+use vendor_rig::{count, name, total};
+
+use inventory_gateway::domain::SystemKind;
+use inventory_gateway::sim::{fleet, Faults, SimHandle, SimNic, SimServer};
+use inventory_gateway::vendors::{Backend, BackendError};
 
 fn start(fleet: Vec<SimServer>) -> SimHandle {
-    sim::start(SimOptions::new(SystemKind::Ucsm, fleet)).unwrap()
+    rig::start(SystemKind::Ucsm, fleet, false)
 }
 
 fn backend_with(sim: &SimHandle, password: &str, extra: &str) -> Arc<dyn Backend> {
-    let toml = format!(
-        r#"
-        [[systems]]
-        name = "ucs-a"
-        kind = "ucsm"
-        endpoint = "{}"
-        username = "admin"
-        password = "{password}"
-        {extra}
-        "#,
-        sim.base_url
-    );
-    let config = Config::from_toml_str(&toml).unwrap();
-    build_backend(&config.systems[0]).unwrap()
+    rig::backend(sim, "ucs-a", password, extra)
 }
 
 fn backend(sim: &SimHandle) -> Arc<dyn Backend> {
     backend_with(sim, "sim-password", "")
 }
 
-fn name(s: &str) -> ServerName {
-    ServerName::parse(s).unwrap()
-}
-
-fn calls(sim: &SimHandle) -> BTreeMap<String, u64> {
-    sim.shared.counters()
-}
-
-fn count(sim: &SimHandle, method: &str) -> u64 {
-    calls(sim).get(method).copied().unwrap_or(0)
-}
-
-fn total(sim: &SimHandle) -> u64 {
-    calls(sim).values().sum()
+fn calls(sim: &SimHandle) -> std::collections::BTreeMap<String, u64> {
+    rig::counters(sim)
 }
 
 fn server(name: &str, macs: &[&str], bmc: &str) -> SimServer {
@@ -363,24 +340,18 @@ async fn http_errors_keep_status_and_retry_after() {
 #[tokio::test]
 async fn tls_is_verified_against_the_configured_ca() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut opts = SimOptions::new(SystemKind::Ucsm, fleet::generate(SystemKind::Ucsm, 7, 3));
-    opts.tls = true;
-    let sim = sim::start(opts).unwrap();
-    let dir = std::env::temp_dir().join(format!("igw-ucsm-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, sim.ca_pem.as_deref().unwrap()).unwrap();
+    let sim = rig::start(
+        SystemKind::Ucsm,
+        fleet::generate(SystemKind::Ucsm, 7, 3),
+        true,
+    );
+    let ca = rig::CaFile::new(&sim);
 
     let untrusted = backend(&sim).find(&name("ucs-sp-001")).await.unwrap_err();
     assert!(
         matches!(untrusted, BackendError::Connect { .. }),
         "{untrusted}"
     );
-    let trusted = backend_with(
-        &sim,
-        "sim-password",
-        &format!("ca_bundle = {:?}", ca.display().to_string()),
-    );
+    let trusted = backend_with(&sim, "sim-password", &ca.line());
     assert_eq!(trusted.find(&name("ucs-sp-001")).await.unwrap().len(), 1);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
