@@ -208,7 +208,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// actix worker threads; defaults to the number of cores.
     pub workers: Option<usize>,
-    /// Upper bound for one whole lookup (all systems, all calls) before the caller gets 504.
+    /// Upper bound for one system's whole answer (all its calls and retries) before it counts as
+    /// a timeout (504 when no other system answered). Systems are asked concurrently.
     #[serde(with = "humantime_serde")]
     pub lookup_timeout: Duration,
     pub rate_limit: InboundRateLimit,

@@ -62,6 +62,7 @@ mod reason {
     pub const REDEPLOY: &str = "Redeploying";
     pub const HOST_DELETING: &str = "PreviousHostDeleting";
     pub const HOST_TAKEN: &str = "HostBelongsToAnother";
+    pub const ACCEPTED: &str = "Accepted";
 }
 
 const READY: &str = "Ready";
@@ -111,10 +112,44 @@ async fn reconcile_generator(gen: &BareMetalHostGenerator, ctx: &Context) -> Res
         return Ok(Action::await_change());
     }
     if !has_finalizer {
-        let updated = writes::add_finalizer(&api, gen).await?;
+        let mut current = gen.clone();
+        if gen.status.as_ref().and_then(|s| s.phase).is_none() {
+            current = accept(&api, gen, ctx).await?;
+        }
+        let updated = writes::add_finalizer(&api, &current).await?;
         return apply(&api, &updated, ctx).await;
     }
     apply(&api, gen, ctx).await
+}
+
+/// A generator seen for the first time, or one whose phase the old operator left outside the
+/// enum: status becomes Processing first. The whole status is rewritten from what was read, so
+/// values outside the schema are cleared; API servers without validation ratcheting (before
+/// Kubernetes 1.30) check the stored status on every write, and would refuse the finalizer.
+async fn accept(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+    ctx: &Context,
+) -> Result<BareMetalHostGenerator, Error> {
+    let mut status = gen.status.clone().unwrap_or_default();
+    let message = "accepted: the server will be looked up".to_owned();
+    status.phase = Some(Phase::Processing);
+    status.message = Some(message.clone());
+    set_condition(
+        &mut status.conditions,
+        READY,
+        false,
+        reason::ACCEPTED,
+        &message,
+        gen.metadata.generation,
+    );
+    let updated = writes::write_status(api, &gen.name_any(), &status).await?;
+    ctx.metrics
+        .phase_transitions
+        .with_label_values(&[&Phase::Processing.to_string()])
+        .inc();
+    publish(ctx, gen, EventType::Normal, "Processing", message).await;
+    Ok(updated)
 }
 
 /// Where the generator's objects are (or would be): what status recorded, else the spec.

@@ -223,7 +223,7 @@ pub async fn write_status(
     api: &Api<BareMetalHostGenerator>,
     name: &str,
     status: &BareMetalHostGeneratorStatus,
-) -> Result<(), kube::Error> {
+) -> Result<BareMetalHostGenerator, kube::Error> {
     let mut body = serde_json::to_value(status).map_err(kube::Error::SerdeError)?;
     if let Value::Object(map) = &mut body {
         for f in STATUS_FIELDS {
@@ -236,5 +236,4 @@ pub async fn write_status(
         &Patch::Merge(&json!({ "status": body })),
     )
     .await
-    .map(|_| ())
 }
