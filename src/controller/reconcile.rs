@@ -131,25 +131,19 @@ async fn accept(
     gen: &BareMetalHostGenerator,
     ctx: &Context,
 ) -> Result<BareMetalHostGenerator, Error> {
-    let mut status = gen.status.clone().unwrap_or_default();
+    let status = gen.status.clone().unwrap_or_default();
     let message = "accepted: the server will be looked up".to_owned();
-    status.phase = Some(Phase::Processing);
-    status.message = Some(message.clone());
-    set_condition(
-        &mut status.conditions,
-        READY,
-        false,
+    let written = set_phase(
+        api,
+        gen,
+        ctx,
+        status,
+        Phase::Processing,
         reason::ACCEPTED,
-        &message,
-        gen.metadata.generation,
-    );
-    let updated = writes::write_status(api, &gen.name_any(), &status).await?;
-    ctx.metrics
-        .phase_transitions
-        .with_label_values(&[&Phase::Processing.to_string()])
-        .inc();
-    publish(ctx, gen, EventType::Normal, "Processing", message).await;
-    Ok(updated)
+        message,
+    )
+    .await?;
+    Ok(written.unwrap_or_else(|| gen.clone()))
 }
 
 /// Where the generator's objects are (or would be): what status recorded, else the spec.
@@ -708,7 +702,7 @@ async fn fail(
 }
 
 /// Writes the status (only when it changed, so a status write never feeds a reconcile loop)
-/// and publishes an Event when the phase changes.
+/// and publishes an Event when the phase changes. Returns the generator as written, if it was.
 async fn set_phase(
     api: &Api<BareMetalHostGenerator>,
     gen: &BareMetalHostGenerator,
@@ -717,7 +711,7 @@ async fn set_phase(
     phase: Phase,
     why: &str,
     message: String,
-) -> Result<(), Error> {
+) -> Result<Option<BareMetalHostGenerator>, Error> {
     let previous = gen.status.clone().unwrap_or_default();
     next.phase = Some(phase);
     next.message = Some(message.clone());
@@ -741,9 +735,9 @@ async fn set_phase(
         ctx.clear_backoff(&generator_key(gen));
     }
     if next == previous {
-        return Ok(());
+        return Ok(None);
     }
-    writes::write_status(api, &gen.name_any(), &next).await?;
+    let written = writes::write_status(api, &gen.name_any(), &next).await?;
     if previous.phase != Some(phase) {
         ctx.metrics
             .phase_transitions
@@ -756,7 +750,7 @@ async fn set_phase(
         };
         publish(ctx, gen, kind, &phase.to_string(), message).await;
     }
-    Ok(())
+    Ok(Some(written))
 }
 
 fn set_condition(
@@ -785,7 +779,7 @@ fn set_condition(
 }
 
 // k8s-openapi speaks jiff; admission and metrics speak chrono.
-fn to_chrono(t: &Time) -> Option<DateTime<Utc>> {
+pub(super) fn to_chrono(t: &Time) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(t.0.as_millisecond())
 }
 

@@ -25,7 +25,7 @@ use super::gateway_client::{GatewayClient, GatewayClientConfig, GatewayError};
 use super::leader::{LeaderElector, LeaseConfig};
 use super::metrics::ControllerMetrics;
 use super::objects::BareMetalHost;
-use super::reconcile::{error_policy, generator_key, reconcile};
+use super::reconcile::{error_policy, generator_key, reconcile, to_chrono};
 use super::render::{BootMode, CredentialStore, ProfileRules, RenderOptions};
 use super::{server, watchers};
 
@@ -365,7 +365,7 @@ where
             .as_ref()
             .filter(|s| s.phase == Some(Phase::Buffered))
             .and_then(|s| s.buffered_at.as_ref())
-            .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0));
+            .and_then(to_chrono);
         if let Some(at) = buffered_at {
             ctx.admission.seed(&generator_key(&g), at);
             seeded += 1;
