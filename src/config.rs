@@ -168,6 +168,11 @@ pub struct CacheConfig {
     /// How long the gateway remembers which system owns a name (skips the fan-out).
     #[serde(with = "humantime_serde")]
     pub owner_ttl: Duration,
+    /// When a record is cached (expired, within `max_stale`) and its revalidation has not
+    /// finished within this bound, the cached record is served stale at once and the refresh
+    /// finishes in the background.
+    #[serde(with = "humantime_serde")]
+    pub stale_deadline: Duration,
 }
 
 impl Default for CacheConfig {
@@ -178,6 +183,7 @@ impl Default for CacheConfig {
             max_stale: Duration::from_secs(3600),
             max_entries: 100_000,
             owner_ttl: Duration::from_secs(24 * 3600),
+            stale_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -214,6 +220,13 @@ pub struct ServerConfig {
     pub lookup_timeout: Duration,
     pub rate_limit: InboundRateLimit,
     pub limits: LimitsConfig,
+    /// Cold (upstream-bound) lookups running at once, over all callers.
+    pub max_cold_lookups: usize,
+    /// Cold lookups one caller (token, else peer IP) may have running at once; the rest wait in
+    /// that caller's own queue, served round-robin with the other callers' queues.
+    pub max_cold_lookups_per_caller: usize,
+    /// Cold lookups one caller may have waiting; beyond that its lookups get 429.
+    pub max_queued_per_caller: usize,
 }
 
 impl Default for ServerConfig {
@@ -224,6 +237,9 @@ impl Default for ServerConfig {
             lookup_timeout: Duration::from_secs(30),
             rate_limit: InboundRateLimit::default(),
             limits: LimitsConfig::default(),
+            max_cold_lookups: 32,
+            max_cold_lookups_per_caller: 4,
+            max_queued_per_caller: 64,
         }
     }
 }
@@ -387,6 +403,13 @@ impl Config {
             return Err(invalid(
                 "cache.max_stale".into(),
                 "ttl must be > 0 and max_stale >= ttl",
+            ));
+        }
+        let server = &self.server;
+        if server.max_cold_lookups == 0 || server.max_cold_lookups_per_caller == 0 {
+            return Err(invalid(
+                "server.max_cold_lookups".into(),
+                "max_cold_lookups and max_cold_lookups_per_caller must be >= 1",
             ));
         }
         let rl = &self.server.rate_limit;

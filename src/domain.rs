@@ -333,6 +333,13 @@ pub struct ServerRecord {
     pub power_state: Option<String>,
     pub fetched_at: DateTime<Utc>,
     pub stale: bool,
+    /// Configured systems that might also hold this name but could not be asked for this answer
+    /// (error, timeout, breaker open, throttled). Empty when every relevant system answered (or
+    /// is known not to hold the name). A non-empty list means the name could still turn out to
+    /// be ambiguous: do not act on the answer as if it were verified. Absent from older gateways.
+    #[serde(default)]
+    #[schema(example = json!([]))]
+    pub unverified: Vec<String>,
 }
 
 #[cfg(test)]

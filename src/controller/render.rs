@@ -712,6 +712,7 @@ mod tests {
             power_state: None,
             fetched_at: chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             stale: false,
+            unverified: Vec::new(),
         }
     }
 

@@ -154,6 +154,15 @@ impl Problem {
                 "Internal error",
                 err.to_string(),
             ),
+            LookupError::CallerBusy { retry_after } => Problem {
+                retry_after: Some(*retry_after),
+                ..Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    types::RATE_LIMITED,
+                    "Too many lookups in flight",
+                    "too many lookups in flight for this caller; retry later",
+                )
+            },
             LookupError::Upstream { failures, .. } => {
                 let all = |f: fn(&BackendError) -> bool| failures.iter().all(f);
                 let (status, type_uri, title) =

@@ -1,13 +1,13 @@
 //! Route handlers. Thin: parse the edge types, call the lookup service, shape the answer.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::problem::{types, Problem};
 use super::request_id::RequestId;
 use crate::domain::{DomainError, ServerName, Vendor};
-use crate::lookup::LookupService;
+use crate::lookup::{CallerKey, LookupService};
 use crate::metrics::Metrics;
 use crate::resilience::BreakerState;
 
@@ -23,7 +23,9 @@ struct ServerQuery {
 /// Without `vendor`, every configured system is asked concurrently (or only the one known to own
 /// the name). Answers come from the cache while fresh (`X-Cache: hit`), from the systems
 /// otherwise (`miss`), or, when the owning system fails, from the last good record up to the
-/// configured staleness (`stale`, with `"stale": true`).
+/// configured staleness (`stale`, with `"stale": true`). A record that could not hear from every
+/// system that might hold the name lists those systems in `unverified` (and `X-Unverified`): the
+/// name might still be ambiguous, so do not act on it as if verified.
 #[utoipa::path(
     get,
     path = "/servers/{name}",
@@ -39,6 +41,7 @@ struct ServerQuery {
             headers(
                 ("X-Cache" = String, description = "`hit`, `miss` or `stale`"),
                 ("Age" = u64, description = "Seconds since the record was fetched from its system"),
+                ("X-Unverified" = String, description = "Present when the answer could not hear from every system that might hold the name: those systems, comma-separated (as in `unverified`)"),
                 ("X-Request-Id" = String, description = "The caller's id when valid, else a generated one"),
             ),
             examples(
@@ -50,7 +53,7 @@ struct ServerQuery {
         (status = 401, description = "No or unknown bearer token (`WWW-Authenticate` says which)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not in any searched system, or no system for the vendor", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name matches servers in more than one system (`candidates`), or its profile has no hardware", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Rate limited; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited, or too many lookups in flight for this caller; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "A system answered garbage or an error (`failures`)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Every relevant system is unavailable (breaker open or throttled); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The systems did not answer in time", body = Problem, content_type = "application/problem+json"),
@@ -79,11 +82,22 @@ pub async fn get_server(
         Err(e) => return bad(types::INVALID_QUERY, "Invalid vendor", e.to_string()),
     };
     let refresh = query.refresh.unwrap_or(false);
-    match lookup.get(&name, vendor, refresh).await {
-        Ok(answer) => HttpResponse::Ok()
-            .insert_header(("X-Cache", answer.cache.as_str()))
-            .insert_header(("Age", answer.age.as_secs().to_string()))
-            .json(answer.record),
+    let caller = req
+        .extensions()
+        .get::<super::auth::Caller>()
+        .map(|c| CallerKey::token(&c.name))
+        .or_else(|| req.peer_addr().map(|a| CallerKey::peer(a.ip())))
+        .unwrap_or_else(CallerKey::internal);
+    match lookup.get(&name, vendor, refresh, &caller).await {
+        Ok(answer) => {
+            let mut resp = HttpResponse::Ok();
+            resp.insert_header(("X-Cache", answer.cache.as_str()))
+                .insert_header(("Age", answer.age.as_secs().to_string()));
+            if !answer.record.unverified.is_empty() {
+                resp.insert_header(("X-Unverified", answer.record.unverified.join(",")));
+            }
+            resp.json(answer.record)
+        }
         Err(e) => {
             tracing::info!(server = %name, error = %e, "lookup failed");
             Problem::from_lookup(&e).at(&instance, &rid.0).response()

@@ -84,3 +84,20 @@ pub fn build_owners(config: &CacheConfig) -> Cache<String, usize> {
         .time_to_live(config.owner_ttl)
         .build()
 }
+
+/// Which systems said they do not hold a name: a repeat lookup skips them for `negative_ttl`.
+pub fn build_absent(config: &CacheConfig) -> Cache<(String, usize), ()> {
+    Cache::builder()
+        .max_capacity(config.max_entries)
+        .time_to_live(config.negative_ttl)
+        .build()
+}
+
+/// Names seen held by two or more systems, and by which: they stay ambiguous while one of those
+/// systems cannot be asked.
+pub fn build_holders(config: &CacheConfig) -> Cache<String, Arc<Vec<super::Candidate>>> {
+    Cache::builder()
+        .max_capacity(config.max_entries)
+        .time_to_live(config.owner_ttl)
+        .build()
+}

@@ -1,6 +1,8 @@
-//! The lookup service: the cache, request coalescing, which systems to ask (the known owner, or
-//! all of them concurrently), retries and circuit breaking per system, stale-if-error, and
-//! turning the systems' answers into one record or one well-defined failure.
+//! The lookup service: the cache, request coalescing, fair admission of cold lookups between
+//! callers, which systems to ask (all of them concurrently, minus those known not to hold the
+//! name, or only the known owner when nothing is cached), retries and circuit breaking per
+//! system, stale-if-error and stale-on-deadline, and turning the systems' answers into one
+//! record or one well-defined failure (`combine`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,12 +17,17 @@ use crate::domain::{ServerName, ServerRecord, SystemKind, Vendor};
 use crate::resilience::{retry, CircuitBreaker, RetryPolicy};
 use crate::vendors::{Backend, BackendError};
 
+mod admission;
 mod cache;
+mod combine;
 pub mod singleflight;
 mod systems;
 
+use admission::Admission;
+pub use admission::{Busy, CallerKey};
 pub use cache::Cached;
 use cache::Key;
+use combine::{combine, holders_after, Heard};
 use singleflight::{Role, SingleFlight};
 pub use systems::{System, SystemStatus};
 
@@ -66,6 +73,9 @@ pub enum LookupError {
     },
     #[error("internal error: the lookup task failed")]
     Internal,
+    /// This caller already has as many cold lookups running and queued as it may.
+    #[error("too many lookups in flight for this caller")]
+    CallerBusy { retry_after: Duration },
 }
 
 impl LookupError {
@@ -74,7 +84,10 @@ impl LookupError {
             Self::NotFound { searched }
             | Self::Ambiguous { searched, .. }
             | Self::Upstream { searched, .. } => searched,
-            Self::NoSystemForVendor(_) | Self::Unassigned(_) | Self::Internal => &[],
+            Self::NoSystemForVendor(_)
+            | Self::Unassigned(_)
+            | Self::Internal
+            | Self::CallerBusy { .. } => &[],
         }
     }
 }
@@ -123,6 +136,7 @@ pub struct LookupConfig {
     pub retry: RetryPolicy,
     /// Bound on one system's whole answer, retries included.
     pub deadline: Duration,
+    pub admission: admission::Limits,
 }
 
 impl LookupConfig {
@@ -131,17 +145,30 @@ impl LookupConfig {
             cache: config.cache.clone(),
             retry: config.retry.clone(),
             deadline: config.server.lookup_timeout,
+            admission: admission::Limits {
+                total: config.server.max_cold_lookups,
+                per_caller: config.server.max_cold_lookups_per_caller,
+                queue_per_caller: config.server.max_queued_per_caller,
+            },
         }
     }
 }
 
 type Shared = Arc<Result<ServerRecord, LookupError>>;
+/// A flight is keyed by the cache key and by whether it asks every system: a lookup that must
+/// (refresh, revalidation) never joins one that may take the owner short cut.
+type FlightKey = (Key, bool);
 
 struct Inner {
     systems: Vec<Arc<System>>,
     cache: Cache<Key, Arc<Cached>>,
     owners: Cache<String, usize>,
-    flights: SingleFlight<Key, Shared>,
+    /// System `i` said "not here" for the folded name (kept `negative_ttl`).
+    absent: Cache<(String, usize), ()>,
+    /// Names seen held by two or more systems, with those holders (kept `owner_ttl`).
+    holders: Cache<String, Arc<Vec<Candidate>>>,
+    flights: SingleFlight<FlightKey, Shared>,
+    admission: Arc<Admission>,
     config: LookupConfig,
     events: Arc<dyn LookupEvents>,
 }
@@ -166,7 +193,10 @@ impl LookupService {
                     .collect(),
                 cache: cache::build(&config.cache, Arc::new(move || on_evict.eviction())),
                 owners: cache::build_owners(&config.cache),
+                absent: cache::build_absent(&config.cache),
+                holders: cache::build_holders(&config.cache),
                 flights: SingleFlight::default(),
+                admission: Admission::new(config.admission),
                 config,
                 events,
             }),
@@ -185,20 +215,28 @@ impl LookupService {
         self.inner.cache.entry_count()
     }
 
+    /// Cold lookups running now, over all callers.
+    pub fn cold_lookups_running(&self) -> usize {
+        self.inner.admission.running()
+    }
+
     /// The record for `name`: from the cache when fresh, else from its system(s), coalesced
-    /// with any identical lookup under way; stale from the cache when the systems fail.
+    /// with any identical lookup under way and admitted fairly among `caller` and the other
+    /// callers; stale from the cache when the systems fail or do not answer within the stale
+    /// deadline.
     pub async fn get(
         &self,
         name: &ServerName,
         vendor: Option<Vendor>,
         refresh: bool,
+        caller: &CallerKey,
     ) -> Result<Answer, LookupError> {
         let inner = &self.inner;
         let key: Key = (name.folded(), vendor);
         let cached = inner.cache.get(&key).await;
         if !refresh {
             match cached.as_deref() {
-                Some(Cached::Found { record, at }) if at.elapsed() < inner.config.cache.ttl => {
+                Some(Cached::Found { record, at }) if at.elapsed() < inner.fresh_for(record) => {
                     inner.events.cache("hit");
                     return Ok(Answer {
                         record: record.clone(),
@@ -216,46 +254,66 @@ impl LookupService {
             }
         }
         inner.events.cache("miss");
+        let stale = match cached.as_deref() {
+            Some(Cached::Found { record, at }) if at.elapsed() <= inner.config.cache.max_stale => {
+                Some((record.clone(), *at))
+            }
+            _ => None,
+        };
+        let reservation =
+            inner
+                .admission
+                .reserve(caller)
+                .map_err(|busy| LookupError::CallerBusy {
+                    retry_after: busy.retry_after,
+                })?;
+        // Only a name with nothing cached may take the owner short cut: an expired record is
+        // revalidated against every system, so a name that appeared in a second system since
+        // becomes a 409.
+        let thorough = refresh || cached.is_some();
         let this = self.inner.clone();
         let (flight_name, task_key) = (name.clone(), key.clone());
-        let (shared, role) = inner
-            .flights
-            .run(key, move || async move {
-                let result = this.resolve(&flight_name, vendor).await;
-                this.remember(task_key, &result).await;
-                Arc::new(result)
-            })
-            .await;
+        let flight = inner.flights.run((key, thorough), move || async move {
+            let _slot = reservation.admitted().await;
+            let result = this.resolve(&flight_name, vendor, thorough, refresh).await;
+            this.remember(task_key, &result).await;
+            Arc::new(result)
+        });
+        let (shared, role) = match &stale {
+            Some((record, at)) if !refresh => {
+                match tokio::time::timeout(inner.config.cache.stale_deadline, flight).await {
+                    Ok(outcome) => outcome,
+                    // The revalidation goes on in its own task and caches what it finds.
+                    Err(_) => {
+                        tracing::warn!(server = %name, age_s = at.elapsed().as_secs(), "serving a stale record: its systems did not answer within the stale deadline");
+                        return inner.serve_stale(name, vendor, record.clone(), *at).await;
+                    }
+                }
+            }
+            _ => flight.await,
+        };
         if role == Role::Waiter {
             inner.events.coalesced();
         }
         let Some(shared) = shared else {
             return Err(LookupError::Internal);
         };
-        match (&*shared, cached.as_deref()) {
+        match (&*shared, stale) {
             (Ok(record), _) => Ok(Answer {
                 record: record.clone(),
                 cache: CacheStatus::Miss,
                 age: Duration::ZERO,
             }),
-            (Err(e @ LookupError::Upstream { .. }), Some(Cached::Found { record, at }))
-                if at.elapsed() <= inner.config.cache.max_stale =>
-            {
+            (Err(e @ LookupError::Upstream { .. }), Some((record, at))) => {
                 tracing::warn!(server = %name, error = %e, age_s = at.elapsed().as_secs(), "serving a stale record: its system failed");
-                inner.events.cache("stale");
-                let mut record = record.clone();
-                record.stale = true;
-                Ok(Answer {
-                    record,
-                    cache: CacheStatus::Stale,
-                    age: at.elapsed(),
-                })
+                inner.serve_stale(name, vendor, record, at).await
             }
             (Err(e), _) => Err(e.clone()),
         }
     }
 
-    /// Forgets everything cached about `name` (all vendor hints, and its owner).
+    /// Forgets everything cached about `name` (all vendor hints, its owner, which systems said
+    /// they do not hold it, and its remembered holders).
     pub async fn purge(&self, name: &ServerName) -> usize {
         let folded = name.folded();
         let mut removed = 0;
@@ -276,6 +334,10 @@ impl LookupService {
                 removed += 1;
             }
         }
+        for i in 0..self.inner.systems.len() {
+            self.inner.absent.invalidate(&(folded.clone(), i)).await;
+        }
+        self.inner.holders.invalidate(&folded).await;
         self.inner.owners.invalidate(&folded).await;
         removed
     }
@@ -287,15 +349,76 @@ impl LookupService {
 }
 
 impl Inner {
+    /// An answer that could not hear from every system is only trusted briefly.
+    fn fresh_for(&self, record: &ServerRecord) -> Duration {
+        if record.unverified.is_empty() {
+            self.config.cache.ttl
+        } else {
+            self.config.cache.ttl.min(self.config.cache.negative_ttl)
+        }
+    }
+
+    /// The systems a lookup with this hint asks, with their indexes.
+    fn targets(&self, vendor: Option<Vendor>) -> Vec<(usize, &Arc<System>)> {
+        self.systems
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| vendor.is_none_or(|v| s.backend.kind().vendor() == v))
+            .collect()
+    }
+
+    /// The cached record, marked stale, listing every system that might also hold the name and
+    /// has not said otherwise lately; a name known to be held by two systems stays a 409.
+    async fn serve_stale(
+        &self,
+        name: &ServerName,
+        vendor: Option<Vendor>,
+        mut record: ServerRecord,
+        at: Instant,
+    ) -> Result<Answer, LookupError> {
+        let folded = name.folded();
+        let targets = self.targets(vendor);
+        if let Some(known) = self.holders.get(&folded).await {
+            let relevant: Vec<Candidate> = known
+                .iter()
+                .filter(|c| targets.iter().any(|(_, s)| s.name() == c.system_name))
+                .cloned()
+                .collect();
+            if relevant.len() >= 2 {
+                return Err(LookupError::Ambiguous {
+                    searched: targets.iter().map(|(_, s)| s.name().to_owned()).collect(),
+                    candidates: relevant,
+                });
+            }
+        }
+        record.unverified = targets
+            .iter()
+            .filter(|(i, s)| {
+                s.name() != record.system_name && !self.absent.contains_key(&(folded.clone(), *i))
+            })
+            .map(|(_, s)| s.name().to_owned())
+            .collect();
+        record.stale = true;
+        self.events.cache("stale");
+        Ok(Answer {
+            record,
+            cache: CacheStatus::Stale,
+            age: at.elapsed(),
+        })
+    }
+
     async fn remember(&self, key: Key, result: &Result<ServerRecord, LookupError>) {
         match result {
             Ok(record) => {
-                if let Some(idx) = self
-                    .systems
-                    .iter()
-                    .position(|s| s.name() == record.system_name)
-                {
-                    self.owners.insert(key.0.clone(), idx).await;
+                // Only an answer that heard from every system may spare the next fan-out.
+                if record.unverified.is_empty() {
+                    if let Some(idx) = self
+                        .systems
+                        .iter()
+                        .position(|s| s.name() == record.system_name)
+                    {
+                        self.owners.insert(key.0.clone(), idx).await;
+                    }
                 }
                 let at = Instant::now();
                 let entry = Cached::Found {
@@ -311,33 +434,63 @@ impl Inner {
                 };
                 self.cache.insert(key, Arc::new(entry)).await;
             }
+            // No record of an ambiguous name may be served later, stale or not.
+            Err(LookupError::Ambiguous { .. }) => {
+                self.owners.invalidate(&key.0).await;
+                self.cache.invalidate(&(key.0.clone(), None)).await;
+                self.cache.invalidate(&key).await;
+            }
             // Failures are not remembered: the previous good record stays for stale-if-error.
             Err(_) => {}
         }
     }
 
+    /// `thorough` = ask every system (no owner short cut); `refresh` = also ask those that said
+    /// lately that they do not hold the name.
     async fn resolve(
         &self,
         name: &ServerName,
         vendor: Option<Vendor>,
+        thorough: bool,
+        refresh: bool,
     ) -> Result<ServerRecord, LookupError> {
-        if vendor.is_none() {
+        let folded = name.folded();
+        let known = self.holders.get(&folded).await;
+        if vendor.is_none() && !thorough && known.is_none() {
             if let Some(answer) = self.ask_known_owner(name).await {
                 return answer;
             }
         }
-        let targets: Vec<&Arc<System>> = self
-            .systems
-            .iter()
-            .filter(|s| vendor.is_none_or(|v| s.backend.kind().vendor() == v))
-            .collect();
+        let targets = self.targets(vendor);
         if targets.is_empty() {
             // Config validation guarantees a system, so only a vendor hint can get here.
             return Err(vendor.map_or(LookupError::Internal, LookupError::NoSystemForVendor));
         }
-        let searched: Vec<String> = targets.iter().map(|s| s.name().to_owned()).collect();
-        let answers = join_all(targets.iter().map(|s| self.ask(s, name))).await;
-        combine(searched, answers)
+        let searched: Vec<String> = targets.iter().map(|(_, s)| s.name().to_owned()).collect();
+        let answers: Vec<Heard> = join_all(targets.iter().map(|&(i, system)| {
+            let folded = &folded;
+            async move {
+                let absent_key = (folded.clone(), i);
+                if !refresh && self.absent.contains_key(&absent_key) {
+                    return (system.name().to_owned(), Ok(Vec::new()));
+                }
+                let answer = self.ask(system, name).await;
+                match &answer {
+                    Ok(found) if found.is_empty() => self.absent.insert(absent_key, ()).await,
+                    Ok(_) => self.absent.invalidate(&absent_key).await,
+                    Err(_) => {}
+                }
+                (system.name().to_owned(), answer)
+            }
+        }))
+        .await;
+        let known: &[Candidate] = known.as_deref().map_or(&[], Vec::as_slice);
+        match holders_after(&answers, known) {
+            Some(holders) => self.holders.insert(folded.clone(), Arc::new(holders)).await,
+            None if !known.is_empty() => self.holders.invalidate(&folded).await,
+            None => {}
+        }
+        combine(searched, answers, known)
     }
 
     /// Asks only the system that owned `name` last time. `None` = no known owner, or the owner
@@ -347,14 +500,20 @@ impl Inner {
         name: &ServerName,
     ) -> Option<Result<ServerRecord, LookupError>> {
         let folded = name.folded();
-        let system = self.systems.get(self.owners.get(&folded).await?)?;
+        let idx = self.owners.get(&folded).await?;
+        let system = self.systems.get(idx)?;
         let searched = vec![system.name().to_owned()];
         match self.ask(system, name).await {
             Ok(found) if found.is_empty() => {
                 self.owners.invalidate(&folded).await;
+                self.absent.insert((folded, idx), ()).await;
                 None
             }
-            answer => Some(combine(searched, vec![answer])),
+            answer => Some(combine(
+                searched,
+                vec![(system.name().to_owned(), answer)],
+                &[],
+            )),
         }
     }
 
@@ -407,118 +566,5 @@ impl Inner {
             Err(_) => drop(permit),
         }
         result
-    }
-}
-
-/// One record when exactly one server matched; otherwise the reason why not.
-fn combine(
-    searched: Vec<String>,
-    answers: Vec<Result<Vec<ServerRecord>, BackendError>>,
-) -> Result<ServerRecord, LookupError> {
-    let mut found = Vec::new();
-    let mut failures = Vec::new();
-    for answer in answers {
-        match answer {
-            Ok(records) => found.extend(records),
-            Err(e) => failures.push(e),
-        }
-    }
-    match found.len() {
-        // A system that failed might also hold the name, but one good answer is worth more to a
-        // caller than a 502; the failure is logged for the operator.
-        1 => {
-            for f in &failures {
-                tracing::warn!(system = f.system(), error = %f, "system failed during fan-out; answering from the system that found the server");
-            }
-            found.pop().ok_or(LookupError::NotFound { searched })
-        }
-        0 if failures.is_empty() => Err(LookupError::NotFound { searched }),
-        0 => {
-            if failures.len() == 1 && matches!(failures[0], BackendError::Unassigned { .. }) {
-                let only = failures.remove(0);
-                return Err(LookupError::Unassigned(only));
-            }
-            Err(LookupError::Upstream { searched, failures })
-        }
-        _ => Err(LookupError::Ambiguous {
-            searched,
-            candidates: found.iter().map(Candidate::from).collect(),
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(system: &str) -> ServerRecord {
-        ServerRecord {
-            name: "web-01".into(),
-            vendor: Vendor::Hpe,
-            system: SystemKind::Oneview,
-            system_name: system.into(),
-            system_id: format!("/rest/server-profiles/{system}"),
-            bmc: None,
-            nics: vec![],
-            boot_mac: None,
-            serial_number: None,
-            model: None,
-            power_state: None,
-            fetched_at: chrono::Utc::now(),
-            stale: false,
-        }
-    }
-
-    fn timeout(system: &str) -> BackendError {
-        BackendError::Timeout {
-            system: system.into(),
-            timeout: Duration::from_secs(1),
-        }
-    }
-
-    fn searched() -> Vec<String> {
-        vec!["a".into(), "b".into()]
-    }
-
-    #[test]
-    fn one_match_wins_even_if_another_system_failed() {
-        let r = combine(searched(), vec![Ok(vec![record("a")]), Err(timeout("b"))]).unwrap();
-        assert_eq!(r.system_name, "a");
-    }
-
-    #[test]
-    fn nothing_anywhere_is_not_found() {
-        let e = combine(searched(), vec![Ok(vec![]), Ok(vec![])]).unwrap_err();
-        assert!(matches!(e, LookupError::NotFound { .. }));
-        assert_eq!(e.searched(), &["a".to_string(), "b".to_string()]);
-    }
-
-    #[test]
-    fn a_failure_prevents_claiming_not_found() {
-        let e = combine(searched(), vec![Ok(vec![]), Err(timeout("b"))]).unwrap_err();
-        assert!(matches!(e, LookupError::Upstream { ref failures, .. } if failures.len() == 1));
-    }
-
-    #[test]
-    fn two_matches_are_ambiguous() {
-        let e = combine(
-            searched(),
-            vec![Ok(vec![record("a")]), Ok(vec![record("b")])],
-        )
-        .unwrap_err();
-        let LookupError::Ambiguous { candidates, .. } = e else {
-            panic!("expected ambiguity, got {e:?}")
-        };
-        assert_eq!(candidates.len(), 2);
-    }
-
-    #[test]
-    fn unassigned_profile_is_reported_as_such() {
-        let unassigned = BackendError::Unassigned {
-            system: "a".into(),
-            profile: "web-01".into(),
-        };
-        let e = combine(searched(), vec![Err(unassigned), Ok(vec![])]).unwrap_err();
-        assert!(matches!(e, LookupError::Unassigned(_)));
     }
 }

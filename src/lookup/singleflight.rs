@@ -51,7 +51,11 @@ where
                 return (None, Role::Leader);
             };
             match flights.get(&key) {
-                Some(f) => (f.clone(), Role::Waiter),
+                Some(f) => {
+                    // Whatever `make` holds (an admission slot) is not needed by a waiter.
+                    drop(make);
+                    (f.clone(), Role::Waiter)
+                }
                 None => {
                     let work = make();
                     let registry = self.flights.clone();

@@ -1,6 +1,10 @@
 //! A circuit breaker per system: closed → open after N consecutive failures or a failure ratio
 //! over the last calls → half-open after a cool-down, admitting a bounded number of probes →
-//! closed after M probe successes (any probe failure re-opens it).
+//! closed after M probe successes (by default the first one), any probe failure re-opens it.
+//!
+//! The cool-down starts short (`open_for`) and doubles with each failed probe up to
+//! `max_open_for`: a brief outage costs about a second of fast failures, a long one costs one
+//! probe per `max_open_for`, and a healthy answer to a probe closes the breaker at once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -18,13 +22,17 @@ pub struct BreakerConfig {
     pub failure_ratio: f64,
     pub window: u32,
     pub min_calls: u32,
-    /// How long an open breaker fails fast before letting probes through.
+    /// How long an open breaker fails fast before letting a probe through (the first time;
+    /// doubled after each failed probe, up to `max_open_for`).
     #[serde(with = "humantime_serde")]
     pub open_for: Duration,
     /// Probes allowed at once while half-open.
     pub half_open_probes: u32,
     /// Probe successes needed to close again.
     pub close_after: u32,
+    /// Longest cool-down, reached after repeated failed probes.
+    #[serde(with = "humantime_serde")]
+    pub max_open_for: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -34,9 +42,10 @@ impl Default for BreakerConfig {
             failure_ratio: 0.5,
             window: 20,
             min_calls: 10,
-            open_for: Duration::from_secs(30),
+            open_for: Duration::from_secs(1),
             half_open_probes: 1,
-            close_after: 2,
+            close_after: 1,
+            max_open_for: Duration::from_secs(30),
         }
     }
 }
@@ -73,6 +82,8 @@ struct Inner {
     /// Recent outcomes, `true` = failure; only kept while closed.
     window: VecDeque<bool>,
     opened_at: Instant,
+    /// The current cool-down: `open_for`, doubled by each failed probe up to `max_open_for`.
+    cool_down: Duration,
     probes_in_flight: u32,
     probe_successes: u32,
 }
@@ -88,12 +99,13 @@ impl CircuitBreaker {
     pub fn new(name: impl Into<String>, config: BreakerConfig) -> Self {
         Self {
             name: name.into(),
-            config,
+            config: config.clone(),
             inner: Mutex::new(Inner {
                 state: BreakerState::Closed,
                 consecutive_failures: 0,
                 window: VecDeque::new(),
                 opened_at: Instant::now(),
+                cool_down: config.open_for,
                 probes_in_flight: 0,
                 probe_successes: 0,
             }),
@@ -113,7 +125,7 @@ impl CircuitBreaker {
             return BreakerState::Closed;
         };
         match inner.state {
-            BreakerState::Open if inner.opened_at.elapsed() >= self.config.open_for => {
+            BreakerState::Open if inner.opened_at.elapsed() >= inner.cool_down => {
                 BreakerState::HalfOpen
             }
             s => s,
@@ -130,9 +142,9 @@ impl CircuitBreaker {
             };
             if inner.state == BreakerState::Open {
                 let elapsed = inner.opened_at.elapsed();
-                if elapsed < self.config.open_for {
+                if elapsed < inner.cool_down {
                     return Err(Rejected {
-                        retry_after: self.config.open_for - elapsed,
+                        retry_after: inner.cool_down - elapsed,
                     });
                 }
                 transition = Some(self.set(&mut inner, BreakerState::HalfOpen));
@@ -164,10 +176,22 @@ impl CircuitBreaker {
         inner.probes_in_flight = 0;
         inner.probe_successes = 0;
         match to {
-            BreakerState::Open => inner.opened_at = Instant::now(),
+            BreakerState::Open => {
+                inner.opened_at = Instant::now();
+                // A probe that failed means the system is still down: wait longer next time.
+                inner.cool_down = if from == BreakerState::HalfOpen {
+                    inner
+                        .cool_down
+                        .saturating_mul(2)
+                        .min(self.config.max_open_for.max(self.config.open_for))
+                } else {
+                    self.config.open_for
+                };
+            }
             BreakerState::Closed => {
                 inner.consecutive_failures = 0;
                 inner.window.clear();
+                inner.cool_down = self.config.open_for;
             }
             BreakerState::HalfOpen => {}
         }
@@ -206,7 +230,7 @@ impl CircuitBreaker {
                 }
                 (BreakerState::HalfOpen, Some(false)) if probe => {
                     inner.probe_successes += 1;
-                    (inner.probe_successes >= self.config.close_after)
+                    (inner.probe_successes >= self.config.close_after.max(1))
                         .then(|| self.set(&mut inner, BreakerState::Closed))
                 }
                 (BreakerState::Closed, Some(failed)) => {
@@ -288,6 +312,7 @@ mod tests {
             open_for: Duration::from_secs(10),
             half_open_probes: 1,
             close_after: 2,
+            max_open_for: Duration::from_secs(40),
         }
     }
 
@@ -373,5 +398,39 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         succeed(&b, 2);
         assert_eq!(seen.load(Ordering::SeqCst), 3, "→half-open, →closed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn by_default_the_first_healthy_probe_closes_it_within_a_second() {
+        let b = CircuitBreaker::new(
+            "s",
+            BreakerConfig {
+                consecutive_failures: 3,
+                ..BreakerConfig::default()
+            },
+        );
+        fail(&b, 3);
+        assert!(b.try_acquire().is_err());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        succeed(&b, 1);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_failed_probe_doubles_the_cool_down_up_to_the_cap_and_closing_resets_it() {
+        let b = CircuitBreaker::new("s", config());
+        fail(&b, 3);
+        for expected in [10, 20, 40, 40] {
+            let rejected = b.try_acquire().err().expect("open");
+            assert_eq!(rejected.retry_after, Duration::from_secs(expected));
+            tokio::time::advance(Duration::from_secs(expected)).await;
+            b.try_acquire().expect("probe").failure();
+        }
+        tokio::time::advance(Duration::from_secs(40)).await;
+        succeed(&b, 2);
+        assert_eq!(b.state(), BreakerState::Closed);
+        fail(&b, 3);
+        let rejected = b.try_acquire().err().expect("open again");
+        assert_eq!(rejected.retry_after, Duration::from_secs(10));
     }
 }

@@ -348,6 +348,7 @@ impl Ome {
             power_state: device.power_state,
             fetched_at: Utc::now(),
             stale: false,
+            unverified: Vec::new(),
         }
     }
 

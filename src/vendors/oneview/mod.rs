@@ -153,6 +153,7 @@ impl OneView {
             power_state: hw.power_state,
             fetched_at: chrono::Utc::now(),
             stale: false,
+            unverified: Vec::new(),
         })
     }
 }

@@ -258,6 +258,7 @@ pub fn record(
             .map(str::to_ascii_lowercase),
         fetched_at: Utc::now(),
         stale: false,
+        unverified: Vec::new(),
     }
 }
 
