@@ -338,7 +338,7 @@ pub struct ServerRecord {
     /// is known not to hold the name). A non-empty list means the name could still turn out to
     /// be ambiguous: do not act on the answer as if it were verified. Absent from older gateways.
     #[serde(default)]
-    #[schema(example = json!([]))]
+    #[schema(required = true, example = json!([]))]
     pub unverified: Vec<String>,
 }
 

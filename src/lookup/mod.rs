@@ -260,29 +260,33 @@ impl LookupService {
             }
             _ => None,
         };
-        let reservation =
-            inner
-                .admission
-                .reserve(caller)
-                .map_err(|busy| LookupError::CallerBusy {
-                    retry_after: busy.retry_after,
-                })?;
         // Only a name with nothing cached may take the owner short cut: an expired record is
         // revalidated against every system, so a name that appeared in a second system since
         // becomes a 409.
         let thorough = refresh || cached.is_some();
         let this = self.inner.clone();
         let (flight_name, task_key) = (name.clone(), key.clone());
-        let flight = inner.flights.run((key, thorough), move || async move {
-            let _slot = reservation.admitted().await;
-            let result = this.resolve(&flight_name, vendor, thorough, refresh).await;
-            this.remember(task_key, &result).await;
-            Arc::new(result)
+        // Only a lookup that starts a flight takes a place in the admission: joining one under
+        // way costs the systems nothing.
+        let admission = inner.admission.clone();
+        let flight = inner.flights.try_run((key, thorough), move || {
+            let reservation = admission.reserve(caller)?;
+            Ok(async move {
+                let _slot = reservation.admitted().await;
+                let result = this.resolve(&flight_name, vendor, thorough, refresh).await;
+                this.remember(task_key, &result).await;
+                Arc::new(result)
+            })
         });
+        let flight = async move {
+            flight.await.map_err(|busy: Busy| LookupError::CallerBusy {
+                retry_after: busy.retry_after,
+            })
+        };
         let (shared, role) = match &stale {
             Some((record, at)) if !refresh => {
                 match tokio::time::timeout(inner.config.cache.stale_deadline, flight).await {
-                    Ok(outcome) => outcome,
+                    Ok(outcome) => outcome?,
                     // The revalidation goes on in its own task and caches what it finds.
                     Err(_) => {
                         tracing::warn!(server = %name, age_s = at.elapsed().as_secs(), "serving a stale record: its systems did not answer within the stale deadline");
@@ -290,7 +294,7 @@ impl LookupService {
                     }
                 }
             }
-            _ => flight.await,
+            _ => flight.await?,
         };
         if role == Role::Waiter {
             inner.events.coalesced();

@@ -46,18 +46,33 @@ where
     where
         F: Future<Output = V> + Send + 'static,
     {
+        match self
+            .try_run(key, || Ok::<_, std::convert::Infallible>(make()))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`run`](Self::run), but a leader's `make` may refuse to start (then nothing is
+    /// registered and its error is returned). Joining a computation under way never fails.
+    pub async fn try_run<F, E>(
+        &self,
+        key: K,
+        make: impl FnOnce() -> Result<F, E>,
+    ) -> Result<(Option<V>, Role), E>
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
         let (flight, role) = {
             let Ok(mut flights) = self.flights.lock() else {
-                return (None, Role::Leader);
+                return Ok((None, Role::Leader));
             };
             match flights.get(&key) {
-                Some(f) => {
-                    // Whatever `make` holds (an admission slot) is not needed by a waiter.
-                    drop(make);
-                    (f.clone(), Role::Waiter)
-                }
+                Some(f) => (f.clone(), Role::Waiter),
                 None => {
-                    let work = make();
+                    let work = make()?;
                     let registry = self.flights.clone();
                     let task_key = key.clone();
                     // The lock is held until the flight is registered, so the task cannot remove
@@ -79,7 +94,7 @@ where
                 }
             }
         };
-        (flight.await, role)
+        Ok((flight.await, role))
     }
 
     pub fn in_flight(&self) -> usize {
@@ -162,5 +177,41 @@ mod tests {
         while sf.in_flight() > 0 {
             tokio::task::yield_now().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_start_registers_nothing_and_a_waiter_is_never_refused() {
+        let sf: Arc<SingleFlight<&str, usize>> = Arc::new(SingleFlight::default());
+        let refused = sf
+            .try_run("k", || Err::<std::future::Ready<usize>, _>("busy"))
+            .await;
+        assert_eq!(refused.err(), Some("busy"));
+        assert_eq!(sf.in_flight(), 0);
+        let gate = Arc::new(Notify::new());
+        let leader = {
+            let (sf, gate) = (sf.clone(), gate.clone());
+            tokio::spawn(async move {
+                sf.run("k", || async move {
+                    gate.notified().await;
+                    5
+                })
+                .await
+            })
+        };
+        while sf.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiter = {
+            let sf = sf.clone();
+            tokio::spawn(async move {
+                sf.try_run("k", || Err::<std::future::Ready<usize>, _>("busy"))
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        gate.notify_one();
+        assert_eq!(leader.await.expect("leader").0, Some(5));
+        let joined = waiter.await.expect("waiter").expect("a waiter joins");
+        assert_eq!(joined, (Some(5), Role::Waiter));
     }
 }
