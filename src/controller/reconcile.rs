@@ -328,7 +328,7 @@ async fn apply(
         return dry_run(api, gen, &req, ctx).await;
     }
 
-    let host = host_key(&req.target_namespace, &req.name);
+    let host = host_key(&req.target_namespace, &req.object_name);
     if let Decision::Buffered { since, .. } = admit(&key, &host, &status, ctx) {
         return buffer(api, gen, ctx, since).await;
     }
@@ -387,7 +387,7 @@ async fn admitted(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let key = generator_key(gen);
-    let host = host_key(&req.target_namespace, &req.name);
+    let host = host_key(&req.target_namespace, &req.object_name);
     let status = gen.status.clone().unwrap_or_default();
     let give_back = || ctx.wake(ctx.admission.cancel(&host));
 
