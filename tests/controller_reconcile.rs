@@ -941,3 +941,223 @@ async fn a_stale_lease_write_loses_with_a_conflict() {
     assert!(matches!(err, kube::Error::Api(e) if e.code == 409));
     assert!(!a.try_acquire_or_renew().await.unwrap(), "b holds it now");
 }
+
+/// The objects the old operator left for one Dell server, rendered as its `yaml_generators.py`
+/// rendered them (no controller labels), and its generator with the old annotations, finalizer
+/// and status (string `vlanId`, bare `ipmiAddress`).
+async fn old_operator_leftovers(h: &Harness, gen: &str, server: &str, mac: &str, ip: &str) {
+    let labels = json!({"infraenvs.agent-install.openshift.io": "env"});
+    let bmh: BareMetalHost = serde_json::from_value(json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": server, "namespace": NS, "labels": labels,
+                     "annotations": {"inspect.metal3.io": "disabled",
+                                     "bmac.agent-install.openshift.io/hostname": server}},
+        "spec": {"online": true, "bootMACAddress": mac, "hardwareProfile": "empty",
+                 "customDeploy": {"method": "start_assisted_install"},
+                 "automatedCleaningMode": "disabled", "bootMode": "UEFI",
+                 "bmc": {"address": format!("idrac-virtualmedia://{ip}/redfish/v1/Systems/System.Embedded.1"),
+                         "credentialsName": format!("dell-cred-{server}"),
+                         "disableCertificateVerification": true}}
+    }))
+    .unwrap();
+    h.hosts(NS)
+        .create(&PostParams::default(), &bmh)
+        .await
+        .unwrap();
+    h.set_host_state(NS, server, "provisioned").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": format!("dell-cred-{server}"), "namespace": NS},
+        "data": {"username": "b2xk", "password": "b2xk"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let nm: NMStateConfig = serde_json::from_value(json!({
+        "apiVersion": "agent-install.openshift.io/v1beta1", "kind": "NMStateConfig",
+        "metadata": {"name": format!("nmstate-config-{server}"), "namespace": NS, "labels": labels},
+        "spec": {"config": {"interfaces": []}, "interfaces": [{"name": "eno12399np0", "macAddress": mac}]}
+    }))
+    .unwrap();
+    Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .create(&PostParams::default(), &nm)
+        .await
+        .unwrap();
+    let g: BareMetalHostGenerator = serde_json::from_value(json!({
+        "apiVersion": "infra.example.com/v1alpha1", "kind": "BareMetalHostGenerator",
+        "metadata": {"name": gen, "namespace": NS,
+                     "finalizers": ["bmhgenerator.infra.example.com/finalizer"],
+                     "annotations": {"server_vendor": "DELL", "vlanId": "24"}},
+        "spec": {"serverName": server, "infraEnv": "env"}
+    }))
+    .unwrap();
+    h.generators()
+        .create(&PostParams::default(), &g)
+        .await
+        .unwrap();
+    h.generators()
+        .patch_status(
+            gen,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "phase": "Completed", "message": format!("Successfully created BareMetalHost {server}"),
+                "bmhName": server, "bmhNamespace": NS, "macAddress": mac, "ipmiAddress": ip,
+                "serverVendor": "DELL", "vlanId": "24"}})),
+        )
+        .await
+        .unwrap();
+    h.sync_hosts().await;
+}
+
+/// What the controller would choose for a server (the vendor's boot NIC), and its BMC IP.
+async fn boot_mac_and_ip(h: &Harness, server: &str) -> (String, String) {
+    let name = inventory_gateway::domain::ServerName::parse(server).unwrap();
+    let rec = h.ctx.gateway.server(&name, None).await.unwrap();
+    let mac = rec.boot_mac.unwrap_or(rec.nics[0].mac).to_string();
+    let ip = match rec.bmc.unwrap().address {
+        inventory_gateway::domain::BmcAddress::Ip(ip) => ip.to_string(),
+        other => panic!("{other:?}"),
+    };
+    (mac, ip)
+}
+
+#[tokio::test]
+async fn an_old_operators_objects_are_adopted_never_duplicated() {
+    let h = harness(Options::default()).await;
+    let servers = usable_servers(&h.stack, SystemKind::Ome).await;
+    let server = servers[0].clone();
+    let (mac, ip) = boot_mac_and_ip(&h, &server).await;
+    // baremetal-operator v0.11 compares bootMACAddress exactly: the old upper-case string stays.
+    let old_mac = mac.to_uppercase();
+    old_operator_leftovers(&h, "old-gen", &server, &old_mac, &ip).await;
+
+    h.reconcile("old-gen").await;
+    let gen = h.get("old-gen").await;
+    let st = gen.status.clone().unwrap();
+    assert_eq!(st.phase, Some(Phase::Completed), "{:?}", st.message);
+    assert!(
+        st.message.as_deref().unwrap().contains("adopted"),
+        "{:?}",
+        st.message
+    );
+    assert!(gen.finalizers().iter().any(|f| f == FINALIZER));
+    assert!(!gen
+        .finalizers()
+        .iter()
+        .any(|f| f.starts_with("bmhgenerator.")));
+    assert_eq!(st.vlan_id, Some(24));
+    assert_eq!(st.ipmi_address.as_deref(), Some(ip.as_str()));
+    assert_eq!(st.mac_address.as_deref(), Some(old_mac.as_str()));
+
+    let hosts = h
+        .hosts(NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(hosts.len(), 1, "one host for the server, not two");
+    let host = &hosts[0];
+    assert_eq!(host.name_any(), server);
+    assert_eq!(host.spec.fields["bootMACAddress"], old_mac.as_str());
+    assert_eq!(host.labels()["infra.example.com/generator"], "old-gen");
+    let nm = Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .get(&format!("nmstate-config-{server}"))
+        .await
+        .unwrap();
+    assert_eq!(nm.labels()["infra.example.com/generator"], "old-gen");
+    let nm = serde_json::to_value(&nm).unwrap();
+    assert_eq!(nm["spec"]["config"]["interfaces"][1]["vlan"]["id"], 24);
+    let secret = Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get(&format!("dell-cred-{server}"))
+        .await
+        .unwrap();
+    assert_eq!(secret.labels()["infra.example.com/generator"], "old-gen");
+
+    // A second generator whose server's MAC is already on a host it did not create: refused,
+    // naming that host; no second host appears.
+    let other = servers[1].clone();
+    let (other_mac, _) = boot_mac_and_ip(&h, &other).await;
+    let stray: BareMetalHost = serde_json::from_value(json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "hand-made", "namespace": NS},
+        "spec": {"bootMACAddress": other_mac.to_uppercase(),
+                 "bmc": {"address": "ipmi://192.0.2.1:623", "credentialsName": "x"}}
+    }))
+    .unwrap();
+    h.hosts(NS)
+        .create(&PostParams::default(), &stray)
+        .await
+        .unwrap();
+    h.sync_hosts().await;
+    h.create("twin", json!({"serverName": other, "infraEnv": "env"}))
+        .await;
+    h.reconcile("twin").await;
+    let st = h.status("twin").await;
+    assert_eq!(st.phase, Some(Phase::Failed));
+    assert!(
+        st.message.as_deref().unwrap().contains("ztp/hand-made"),
+        "{:?}",
+        st.message
+    );
+    assert!(h.hosts(NS).get_opt(&other).await.unwrap().is_none());
+    h.stack.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_generator_with_only_the_old_finalizer_completes_and_cleans_up() {
+    let h = harness(Options {
+        delete_on_delete: true,
+        ..Options::default()
+    })
+    .await;
+    let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
+    let (mac, ip) = boot_mac_and_ip(&h, &server).await;
+    old_operator_leftovers(&h, "old-gen", &server, &mac, &ip).await;
+    // Deleted before this controller ever reconciled it: only kopf's finalizer is on it.
+    let mut gen = h.get("old-gen").await;
+    gen.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    reconcile(Arc::new(gen), h.ctx.clone()).await.unwrap();
+    assert!(h.get("old-gen").await.finalizers().is_empty());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_none());
+    assert!(Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .get_opt(&format!("nmstate-config-{server}"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get_opt(&format!("dell-cred-{server}"))
+        .await
+        .unwrap()
+        .is_none());
+    h.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_old_redeploy_annotation_recreates_the_host_and_is_removed() {
+    let h = harness(Options::default()).await;
+    let server = completed(&h, "old-style").await;
+    let first_uid = h.hosts(NS).get(&server).await.unwrap().uid();
+    h.generators()
+        .patch(
+            "old-style",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"redeploy": "true"}}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile("old-style").await;
+    assert!(!h
+        .get("old-style")
+        .await
+        .annotations()
+        .contains_key("redeploy"));
+    h.reconcile("old-style").await;
+    let host = h.hosts(NS).get(&server).await.unwrap();
+    assert_ne!(host.uid(), first_uid, "a new host");
+    assert_eq!(h.status("old-style").await.phase, Some(Phase::Completed));
+    h.stack.stop().await;
+}
