@@ -1,6 +1,7 @@
 //! `inventory-gateway controller`: settings, and the wiring of watches, leader election, the
 //! kube-rs `Controller` and the metrics server.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use super::metrics::ControllerMetrics;
 use super::objects::BareMetalHost;
 use super::reconcile::{error_policy, generator_key, reconcile, to_chrono};
 use super::render::{BootMode, CredentialStore, ProfileRules, RenderOptions};
-use super::{server, watchers};
+use super::{legacy, server, watchers};
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime_serde::re::humantime::parse_duration(s).map_err(|e| e.to_string())
@@ -74,18 +75,23 @@ pub struct ControllerArgs {
     /// Label selector: only these BareMetalHosts count towards the limit.
     #[arg(long, env = "BMH_LABEL_SELECTOR")]
     pub bmh_selector: Option<String>,
-    /// Safety-net interval for releasing buffered generators.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "30s", value_parser = duration)]
+    /// Safety-net interval for releasing buffered generators. Old spelling:
+    /// `BUFFER_CHECK_INTERVAL` (whole seconds).
+    #[arg(long, default_value = "30s", value_parser = duration)]
     pub resync_interval: Duration,
     /// An admitted host never seen by the watch frees its slot after this long.
     #[arg(long, env = "PENDING_TTL", default_value = "10m", value_parser = duration)]
     pub pending_ttl: Duration,
-    /// On generator deletion, delete the BareMetalHost, NMStateConfig and Secret it created.
-    #[arg(long, env = "DELETE_RESOURCES_ON_DELETE", default_value = "false", num_args = 0..=1,
+    /// On generator deletion, delete the BareMetalHost, NMStateConfig and Secret it created
+    /// (the old operator's default; env `DELETE_RESOURCES_ON_DELETE` with its spellings
+    /// true/1/yes/on, false/0/no/off).
+    #[arg(long, default_value = "true", num_args = 0..=1,
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub delete_resources_on_delete: bool,
-    /// NIC rules file (`rules: [{pattern, nicName, macIndex}]`), re-read when it changes.
-    #[arg(long, env = "PROFILE_RULES_FILE")]
+    /// NIC rules file, this controller's `rules:` format or the old operator's `profiles:`
+    /// format; re-read when it changes. Env `PROFILE_RULES_FILE`, old spelling
+    /// `SERVER_PROFILES_PATH`.
+    #[arg(long)]
     pub profile_rules: Option<PathBuf>,
     /// Render plain Metal3 hosts, without the assisted-installer annotations and customDeploy.
     #[arg(long, env = "PLAIN_METAL3", default_value = "false", num_args = 0..=1,
@@ -125,6 +131,9 @@ pub struct ControllerArgs {
     /// Leader-election identity. Default: the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Long flags given on the command line (they win over the environment).
+    #[arg(skip)]
+    pub flags: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,9 +160,43 @@ pub enum RunError {
     },
     #[error("lost the leader Lease; exiting so that only one replica reconciles")]
     LostLeadership,
+    #[error("setting: {0}")]
+    Setting(String),
 }
 
 impl ControllerArgs {
+    /// Reads the settings that have an old spelling (the kopf operator's) from the
+    /// environment, with the old meaning; one given in both spellings is an error naming both.
+    /// Flags given on the command line win over the environment.
+    pub fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), RunError> {
+        let bad = RunError::Setting;
+        if let Some((v, spelling)) =
+            legacy::one_of(env, "RESYNC_INTERVAL", "BUFFER_CHECK_INTERVAL").map_err(bad)?
+        {
+            if !self.flags.contains("resync-interval") {
+                self.resync_interval = if spelling == "old" {
+                    legacy::parse_old_seconds("BUFFER_CHECK_INTERVAL", &v).map_err(bad)?
+                } else {
+                    duration(&v).map_err(|e| bad(format!("RESYNC_INTERVAL={v:?}: {e}")))?
+                };
+            }
+        }
+        if let Some((v, _)) =
+            legacy::one_of(env, "PROFILE_RULES_FILE", "SERVER_PROFILES_PATH").map_err(bad)?
+        {
+            if !self.flags.contains("profile-rules") {
+                self.profile_rules = Some(PathBuf::from(v));
+            }
+        }
+        if let Some(v) = env.get("DELETE_RESOURCES_ON_DELETE") {
+            if !self.flags.contains("delete-resources-on-delete") {
+                self.delete_resources_on_delete =
+                    legacy::parse_old_bool("DELETE_RESOURCES_ON_DELETE", v).map_err(bad)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn counted_states(&self) -> Vec<String> {
         self.counted_states
             .split(',')
