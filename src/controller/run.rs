@@ -467,3 +467,128 @@ where
     tasks.abort_all();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn args(flags: &[&str], env: &[(&str, &str)]) -> Result<ControllerArgs, RunError> {
+        let mut argv = vec!["x", "--gateway-url", "http://127.0.0.1:1"];
+        argv.extend(flags);
+        let mut a = Cli::try_parse_from(argv)
+            .map_err(|e| RunError::Setting(e.to_string()))?
+            .args;
+        a.flags = flags
+            .iter()
+            .filter_map(|f| f.strip_prefix("--"))
+            .map(|f| f.split('=').next().unwrap_or(f).to_owned())
+            .collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        a.apply_env(&env)?;
+        Ok(a)
+    }
+
+    #[test]
+    fn buffer_check_interval_is_read_as_bare_seconds() {
+        let a = args(&[], &[("BUFFER_CHECK_INTERVAL", "45")]).unwrap();
+        assert_eq!(a.resync_interval, Duration::from_secs(45));
+        let a = args(&[], &[("RESYNC_INTERVAL", "2m")]).unwrap();
+        assert_eq!(a.resync_interval, Duration::from_secs(120));
+        assert!(args(&[], &[("BUFFER_CHECK_INTERVAL", "45s")]).is_err());
+        let e = args(
+            &[],
+            &[("BUFFER_CHECK_INTERVAL", "45"), ("RESYNC_INTERVAL", "1m")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("BUFFER_CHECK_INTERVAL") && e.contains("RESYNC_INTERVAL"),
+            "{e}"
+        );
+        assert_eq!(
+            args(&[], &[]).unwrap().resync_interval,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn delete_resources_on_delete_defaults_to_true_with_the_old_spellings() {
+        assert!(args(&[], &[]).unwrap().delete_resources_on_delete);
+        for (v, want) in [
+            ("no", false),
+            ("0", false),
+            ("off", false),
+            ("yes", true),
+            ("On", true),
+        ] {
+            assert_eq!(
+                args(&[], &[("DELETE_RESOURCES_ON_DELETE", v)])
+                    .unwrap()
+                    .delete_resources_on_delete,
+                want,
+                "{v}"
+            );
+        }
+        assert!(args(&[], &[("DELETE_RESOURCES_ON_DELETE", "perhaps")]).is_err());
+        // The command line wins over the environment.
+        let a = args(
+            &["--delete-resources-on-delete=false"],
+            &[("DELETE_RESOURCES_ON_DELETE", "yes")],
+        );
+        assert!(!a.unwrap().delete_resources_on_delete);
+    }
+
+    #[test]
+    fn server_profiles_path_is_an_alias_of_profile_rules_file() {
+        let a = args(&[], &[("SERVER_PROFILES_PATH", "/config/profiles.yaml")]).unwrap();
+        assert_eq!(
+            a.profile_rules,
+            Some(PathBuf::from("/config/profiles.yaml"))
+        );
+        let e = args(
+            &[],
+            &[("SERVER_PROFILES_PATH", "/a"), ("PROFILE_RULES_FILE", "/b")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SERVER_PROFILES_PATH") && e.contains("PROFILE_RULES_FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn max_available_servers_keeps_its_name_and_default() {
+        assert_eq!(args(&[], &[]).unwrap().max_available_servers, 20);
+    }
+
+    #[test]
+    fn a_rules_file_in_neither_format_stops_the_start() {
+        let dir = std::env::temp_dir().join(format!("igw-start-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("profiles.yaml");
+        std::fs::write(&path, "servers:\n- {pattern: x}\n").unwrap();
+        let e = load_rules(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("neither"), "{e}");
+        std::fs::write(
+            &path,
+            "profiles:\n- {default: true, nic_name: eno12399np0, mac_index: first}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load_rules(Some(&path)).unwrap().0.format(),
+            "old operator's profiles"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
