@@ -8,11 +8,14 @@
 //! The reconcile loop and the Kubernetes-facing wiring come next.
 
 pub mod admission;
+pub mod adoption;
 pub mod context;
 pub mod crd;
 pub mod gateway_client;
 pub mod leader;
+pub mod legacy;
 pub mod metrics;
+pub mod migrate_check;
 pub mod objects;
 pub mod reconcile;
 pub mod render;

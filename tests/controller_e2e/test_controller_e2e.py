@@ -1,8 +1,9 @@
 """The controller process end to end: emulator (watches over HTTP) + real gateway + simulators."""
 
 import signal
+import subprocess
 
-from conftest import (CONTROLLER_NS, NS, TOKEN, b64, generator, http, phase, usable_servers,
+from conftest import (CONTROLLER_NS, NS, TOKEN, b64, binary, generator, http, phase, usable_servers,
                       wait_for)
 
 
@@ -28,23 +29,26 @@ def test_a_generator_becomes_secret_host_and_nmstateconfig(cluster, gateway, sta
     st = g["status"]
     record = gateway_record(gateway, hp)
     assert st["macAddress"] in [n["mac"] for n in record["nics"]]
-    assert st["ipmiAddress"] == \
+    # The bare BMC IP, as the old operator wrote it; the URL the host uses is in bmcAddress.
+    assert st["ipmiAddress"] == record["bmc"]["address"]
+    assert st["bmcAddress"] == \
         f"redfish-virtualmedia://{record['bmc']['address']}/redfish/v1/Systems/1"
     assert st["observedGeneration"] == g["metadata"]["generation"]
     assert "infra.example.com/bmhgen-finalizer" in g["metadata"]["finalizers"]
 
-    bmh = cluster.get("baremetalhosts", NS, "worker-hp")
+    # Named after the server, as the old operator named them.
+    bmh = cluster.get("baremetalhosts", NS, hp)
     assert bmh["spec"]["bootMACAddress"] == st["macAddress"]
-    assert bmh["spec"]["bmc"]["address"] == st["ipmiAddress"]
-    assert bmh["spec"]["bmc"]["credentialsName"] == "hp-cred-worker-hp"
+    assert bmh["spec"]["bmc"]["address"] == st["bmcAddress"]
+    assert bmh["spec"]["bmc"]["credentialsName"] == f"hp-cred-{hp}"
     assert bmh["metadata"]["labels"]["infraenvs.agent-install.openshift.io"] == "env"
     assert bmh["metadata"]["labels"]["rack"] == "r1"
-    secret = cluster.get("secrets", NS, "hp-cred-worker-hp")
+    secret = cluster.get("secrets", NS, f"hp-cred-{hp}")
     assert secret["data"] == {"username": b64("ilo-admin"), "password": b64("ilo-pw")}
-    nm = cluster.get("nmstateconfigs", NS, "nmstate-config-worker-hp")
+    nm = cluster.get("nmstateconfigs", NS, f"nmstate-config-{hp}")
     assert nm["spec"]["interfaces"][0]["macAddress"] == st["macAddress"]
-    assert cluster.get("nmstateconfigs", NS, "nmstate-config-worker-dell") is None
-    assert cluster.get("baremetalhosts", NS, "worker-dell")["spec"]["bmc"]["address"] \
+    assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{dell}") is None
+    assert cluster.get("baremetalhosts", NS, dell)["spec"]["bmc"]["address"] \
         .startswith("idrac-virtualmedia://")
 
     # Every phase change is an Event on the generator.
@@ -58,9 +62,9 @@ def test_a_generator_becomes_secret_host_and_nmstateconfig(cluster, gateway, sta
     cluster.merge("secrets", CONTROLLER_NS, "bmc-credentials",
                   {"stringData": {"hp-password": "rotated-pw"}})
     wait_for("rotated credential Secret",
-             lambda: cluster.get("secrets", NS, "hp-cred-worker-hp")["data"]["password"]
+             lambda: cluster.get("secrets", NS, f"hp-cred-{hp}")["data"]["password"]
              == b64("rotated-pw"))
-    assert cluster.get("baremetalhosts", NS, "worker-hp")["metadata"]["resourceVersion"] == host_rv
+    assert cluster.get("baremetalhosts", NS, hp)["metadata"]["resourceVersion"] == host_rv
 
 
 def test_buffering_is_released_by_the_host_watch(cluster, gateway, start_controller):
@@ -107,14 +111,14 @@ def test_deleting_a_generator_runs_the_finalizer(cluster, gateway, start_control
     wait_for("Completed", lambda: phase(cluster, "gone") == "Completed")
     cluster.delete("baremetalhostgenerators", NS, "gone")
     wait_for("generator deleted", lambda: cluster.get("baremetalhostgenerators", NS, "gone") is None)
-    assert cluster.get("baremetalhosts", NS, "gone") is None
-    assert cluster.get("nmstateconfigs", NS, "nmstate-config-gone") is None
-    assert cluster.get("secrets", NS, "cisco-cred-gone") is None
+    assert cluster.get("baremetalhosts", NS, server) is None
+    assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{server}") is None
+    assert cluster.get("secrets", NS, f"cisco-cred-{server}") is None
 
 
 def test_a_missing_server_fails_with_the_systems_searched(cluster, gateway, start_controller):
     start_controller()
-    cluster.create("baremetalhostgenerators", NS, generator("ghost", serverName="NO-SUCH-SERVER"))
+    cluster.create("baremetalhostgenerators", NS, generator("ghost", serverName="no-such-server"))
     wait_for("Failed", lambda: phase(cluster, "ghost") == "Failed")
     msg = cluster.get("baremetalhostgenerators", NS, "ghost")["status"]["message"]
     assert "not found" in msg and "oneview" in msg and "ucsm" in msg and "ome" in msg, msg
@@ -162,6 +166,64 @@ def test_crs_left_by_the_old_operator_are_taken_over(cluster, gateway, start_con
     g = cluster.get("baremetalhostgenerators", NS, "legacy")
     assert g["metadata"]["finalizers"] == ["infra.example.com/bmhgen-finalizer"]
     assert g["status"]["vlanId"] == 120
-    bmh = cluster.get("baremetalhosts", NS, "legacy")
+    bmh = cluster.get("baremetalhosts", NS, servers[0])
     assert bmh["metadata"]["labels"]["rack"] == "12"
-    assert cluster.get("nmstateconfigs", NS, "nmstate-config-legacy") is not None
+    assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{servers[0]}") is not None
+
+
+def test_migrate_check_lists_what_would_be_adopted_and_writes_nothing(cluster, gateway):
+    # What the kopf operator left for one Dell server: host, Secret, NMStateConfig (no controller
+    # labels), and its generator with the old annotations, finalizer and status.
+    server = usable_servers(gateway, "ome")[0]
+    record = gateway_record(gateway, server)
+    mac, ip = record["nics"][0]["mac"].upper(), record["bmc"]["address"]
+    cluster.create("baremetalhosts", NS, {
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": server, "namespace": NS,
+                     "labels": {"infraenvs.agent-install.openshift.io": "env"}},
+        "spec": {"online": True, "bootMACAddress": mac,
+                 "bmc": {"address": f"idrac-virtualmedia://{ip}/redfish/v1/Systems/System.Embedded.1",
+                         "credentialsName": f"dell-cred-{server}"}}})
+    cluster.create("nmstateconfigs", NS, {
+        "apiVersion": "agent-install.openshift.io/v1beta1", "kind": "NMStateConfig",
+        "metadata": {"name": f"nmstate-config-{server}", "namespace": NS}, "spec": {}})
+    old = generator("worker-dell", serverName=server)
+    old["metadata"]["annotations"] = {"server_vendor": "DELL", "vlanId": "24"}
+    old["metadata"]["finalizers"] = ["bmhgenerator.infra.example.com/finalizer"]
+    cluster.create("baremetalhostgenerators", NS, old)
+    cluster.merge("baremetalhostgenerators", NS, "worker-dell", {"status": {
+        "phase": "Completed", "bmhName": server, "bmhNamespace": NS, "macAddress": mac,
+        "ipmiAddress": ip, "serverVendor": "DELL", "vlanId": "24"}}, sub="status")
+    # A second generator whose server's MAC sits on a hand-made host: refused, by name.
+    other = usable_servers(gateway, "ome")[1]
+    other_mac = gateway_record(gateway, other)["nics"][0]["mac"]
+    cluster.create("baremetalhosts", NS, {
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "hand-made", "namespace": NS},
+        "spec": {"bootMACAddress": other_mac, "bmc": {"address": "ipmi://192.0.2.9:623"}}})
+    twin = generator("twin", serverName=other)
+    cluster.create("baremetalhostgenerators", NS, twin)
+    cluster.merge("baremetalhostgenerators", NS, "twin", {"status": {
+        "phase": "Completed", "macAddress": other_mac}}, sub="status")
+    cluster.create("baremetalhostgenerators", NS, generator("bad-name", serverName="OV-SRV-0001"))
+
+    def versions():
+        return sorted((kind, o["metadata"]["name"], o["metadata"]["resourceVersion"])
+                      for kind in ("baremetalhosts", "nmstateconfigs", "baremetalhostgenerators")
+                      for o in cluster.list(kind, NS))
+
+    before = versions()
+    out = subprocess.run([binary(), "migrate-check", "--kubeconfig", cluster.kubeconfig],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    print(out.stdout)
+    text = out.stdout
+    assert f"ztp/worker-dell [adopt]" in text
+    assert f"adopt    BareMetalHost ztp/{server}" in text
+    assert f"bootMACAddress {mac} kept as written" in text
+    assert f"adopt    NMStateConfig ztp/nmstate-config-{server} (VLAN 24)" in text
+    assert "replace  finalizer bmhgenerator.infra.example.com/finalizer" in text
+    assert "ztp/twin [refuse]" in text and "ztp/hand-made" in text
+    assert "ztp/bad-name [refuse]" in text and "OV-SRV-0001" in text
+    assert text.rstrip().endswith("3 generator(s): 1 adopt, 2 refuse")
+    assert versions() == before, "migrate-check wrote something"
