@@ -188,3 +188,22 @@ async fn a_stale_record_lists_the_systems_it_could_not_hear_from() {
     assert_eq!(stale["unverified"], json!(["ome-sim"]));
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_repeat_asks_only_the_systems_that_have_not_said_not_here() {
+    let stack = two_holder_stack("").await;
+    // Log every system in, so the counters below show only lookups.
+    let resp = stack.get("/servers/warm-up-unknown").await;
+    assert_eq!(resp.status(), 404);
+    fail_ome(&stack).await;
+    let path = "/servers/nowhere-to-be-found";
+    // OME cannot be asked, so "not found" cannot be claimed.
+    assert_eq!(stack.get(path).await.status(), 502);
+    stack.reset_all().await;
+    fail_ome(&stack).await;
+    assert_eq!(stack.get(path).await.status(), 502);
+    assert_eq!(stack.total_calls(SystemKind::Oneview).await, 0, "said no");
+    assert_eq!(stack.total_calls(SystemKind::Ucsm).await, 0, "said no");
+    assert!(stack.total_calls(SystemKind::Ome).await > 0, "asked again");
+    stack.stop().await;
+}
