@@ -288,8 +288,22 @@ pub struct SystemConfig {
     /// Overrides the top-level `[throttle]` for this system.
     #[serde(default)]
     pub throttle: Option<ThrottleConfig>,
+    /// Largest response body read from this system; a bigger one is a protocol failure (the
+    /// connection is dropped at the cap, or before reading when `Content-Length` says so).
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// After the system refuses a login, every lookup gets that refusal for this long before
+    /// the next attempt (doubling per further refusal, up to 16 times this).
+    #[serde(default = "default_login_backoff", with = "humantime_serde")]
+    pub login_backoff: Duration,
 }
 
+fn default_max_response_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+fn default_login_backoff() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -479,6 +493,9 @@ impl Config {
             }
             if s.timeout.is_zero() {
                 return Err(invalid(key("timeout"), "must be greater than zero"));
+            }
+            if s.max_response_bytes < 1024 {
+                return Err(invalid(key("max_response_bytes"), "must be at least 1024"));
             }
             if s.page_size == 0 || s.max_pages == 0 {
                 return Err(invalid(

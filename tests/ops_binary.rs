@@ -409,3 +409,42 @@ fn serve_refuses_to_start_without_tokens_unless_auth_is_explicitly_off() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("auth: DISABLED"));
 }
+
+/// Defect 9: logouts at shutdown rode pooled connections whose driving tasks lived on the
+/// stopped actix workers' runtimes, so some failed with "dispatch task is gone" after reaching
+/// the appliance. Repeated, because it was a race (2 of 10 before the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_sigterms_log_out_of_every_system_without_a_false_warning() {
+    const ROUNDS: u64 = 8;
+    let sims = start_sims();
+    for round in 1..=ROUNDS {
+        let mut gw = Gateway::start(&sims, "info");
+        for sim in &sims {
+            let name = &sim.shared.fleet()[0].name;
+            let resp = gw
+                .get(&format!("/servers/{name}?refresh=true"), "warm-up")
+                .await;
+            assert_eq!(resp.status(), 200, "{}", sim.kind);
+        }
+        gw.sigterm();
+        let status = tokio::task::block_in_place(|| gw.wait_exit());
+        assert!(status.success(), "round {round}: exit status {status:?}");
+        let warnings: Vec<&String> = gw
+            .seen
+            .iter()
+            .filter(|l| l.to_ascii_lowercase().contains("logout failed"))
+            .collect();
+        assert!(warnings.is_empty(), "round {round}: {warnings:?}");
+        for sim in &sims {
+            assert_eq!(
+                logouts(&counters(sim).await),
+                round,
+                "{} logouts after round {round}",
+                sim.kind
+            );
+        }
+    }
+    for sim in &sims {
+        sim.stop().await;
+    }
+}

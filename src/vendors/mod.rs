@@ -14,6 +14,7 @@ use upstream::{Upstream, UpstreamObserver};
 
 pub mod ome;
 pub mod oneview;
+pub mod session;
 pub mod ucsm;
 pub mod upstream;
 
@@ -115,6 +116,8 @@ pub trait Backend: Send + Sync + 'static {
     /// more than one = ambiguous within this system.
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
     /// End the session on the appliance, if one is open. Best effort; errors are logged.
+    /// Called at shutdown, after the HTTP workers stopped: it must not reuse connections
+    /// their runtimes drove ([`upstream::Upstream::detach_pool`]).
     async fn logout(&self);
 }
 
@@ -146,8 +149,9 @@ pub fn build_backend_with(
 ) -> Result<Arc<dyn Backend>, BackendError> {
     let upstream = Upstream::new(
         &sys.name,
-        http_client(sys)?,
+        [http_client(sys)?, build_http_client(sys)?],
         sys.timeout,
+        sys.max_response_bytes,
         Throttle::new(throttle),
         observer,
     );
@@ -168,6 +172,18 @@ fn config_err(sys: &SystemConfig, e: ConfigError) -> BackendError {
 
 /// One pooled HTTPS client per system: rustls, per-request timeout, the system's CA bundle.
 pub fn http_client(sys: &SystemConfig) -> Result<reqwest::Client, BackendError> {
+    if sys.insecure_skip_verify {
+        tracing::warn!(
+            system = %sys.name,
+            endpoint = %sys.endpoint,
+            "TLS certificate verification is DISABLED for this system (insecure_skip_verify = true); \
+             anyone on the path can impersonate it and read its credentials"
+        );
+    }
+    build_http_client(sys)
+}
+
+fn build_http_client(sys: &SystemConfig) -> Result<reqwest::Client, BackendError> {
     let cfg_err = |detail: String| BackendError::Config {
         system: sys.name.clone(),
         detail,
@@ -195,12 +211,6 @@ pub fn http_client(sys: &SystemConfig) -> Result<reqwest::Client, BackendError> 
         }
     }
     if sys.insecure_skip_verify {
-        tracing::warn!(
-            system = %sys.name,
-            endpoint = %sys.endpoint,
-            "TLS certificate verification is DISABLED for this system (insecure_skip_verify = true); \
-             anyone on the path can impersonate it and read its credentials"
-        );
         builder = builder.danger_accept_invalid_certs(true);
     }
     builder

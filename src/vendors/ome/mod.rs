@@ -16,7 +16,7 @@
 //!   every path (a device found by name has no profile) and is what the NIC/BMC data describes.
 //! - `name` is the `ProfileName`, or the `DeviceName` when found by device name.
 
-use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
 use super::{retry_after, snippet, Backend, BackendError};
 use crate::config::SystemConfig;
@@ -40,6 +41,10 @@ const SESSIONS: &str = "/api/SessionService/Sessions";
 const PROFILES: &str = "/api/ProfileService/Profiles";
 const DEVICES: &str = "/api/DeviceService/Devices";
 
+/// OME's default `SessionTimeout` for API sessions (30 min of inactivity, OME 3.10
+/// `SessionConfiguration`): an idle session that old is replaced before use.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 pub struct Ome {
     name: String,
     endpoint: Url,
@@ -50,12 +55,10 @@ pub struct Ome {
     password: SecretString,
     page_size: u32,
     max_pages: u32,
-    session: RwLock<Option<Arc<Session>>>,
-    /// Held while logging in, so concurrent lookups share one login (single flight).
-    login: tokio::sync::Mutex<()>,
+    sessions: SessionManager<Session>,
 }
 
-struct Session {
+pub struct Session {
     token: SecretString,
     /// Needed for logout; OME's session Id is not the token.
     id: Option<String>,
@@ -63,7 +66,7 @@ struct Session {
 
 /// A call's outcome when the session may have to be renewed.
 enum Reply {
-    Body(Vec<u8>),
+    Body(bytes::Bytes),
     Unauthorized,
 }
 
@@ -82,48 +85,11 @@ impl Ome {
             password,
             page_size: sys.page_size,
             max_pages: sys.max_pages,
-            session: RwLock::new(None),
-            login: tokio::sync::Mutex::new(()),
+            sessions: SessionManager::new(&sys.name, sys.login_backoff),
         })
     }
 
-    fn current_session(&self) -> Option<Arc<Session>> {
-        self.session
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn store_session(&self, session: Option<Arc<Session>>) -> Option<Arc<Session>> {
-        let mut slot = self
-            .session
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        std::mem::replace(&mut *slot, session)
-    }
-
-    /// The shared session, logging in if there is none.
-    async fn session(&self) -> Result<Arc<Session>, BackendError> {
-        if let Some(s) = self.current_session() {
-            return Ok(s);
-        }
-        let _guard = self.login.lock().await;
-        if let Some(s) = self.current_session() {
-            return Ok(s);
-        }
-        self.login_now().await
-    }
-
-    /// A new session replacing `rejected`, unless another lookup already replaced it.
-    async fn renew(&self, rejected: &Arc<Session>) -> Result<Arc<Session>, BackendError> {
-        let _guard = self.login.lock().await;
-        if let Some(s) = self.current_session().filter(|s| !Arc::ptr_eq(s, rejected)) {
-            return Ok(s);
-        }
-        self.login_now().await
-    }
-
-    async fn login_now(&self) -> Result<Arc<Session>, BackendError> {
+    async fn login_now(&self) -> Result<Session, BackendError> {
         let key = "POST /api/SessionService/Sessions";
         let body = serde_json::json!({
             "UserName": self.username,
@@ -144,7 +110,7 @@ impl Ome {
             .and_then(|v| v.to_str().ok())
             .map(|t| SecretString::from(t.to_owned()));
         let headers = reply.headers;
-        let bytes = reply.body.to_vec();
+        let bytes = reply.body;
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(BackendError::Auth {
                 system: self.name.clone(),
@@ -166,9 +132,7 @@ impl Ome {
             tracing::warn!(system = %self.name, "OME session without an Id; logout will be skipped");
         }
         tracing::debug!(system = %self.name, "logged in to OME");
-        let session = Arc::new(Session { token, id });
-        self.store_session(Some(session.clone()));
-        Ok(session)
+        Ok(Session { token, id })
     }
 
     async fn send(
@@ -188,7 +152,7 @@ impl Ome {
             .header(reqwest::header::ACCEPT, "application/json")
             .header("X-Auth-Token", token);
         let reply = self.upstream.exchange(key, request).await?;
-        let (status, headers, bytes) = (reply.status, reply.headers, reply.body.to_vec());
+        let (status, headers, bytes) = (reply.status, reply.headers, reply.body);
         match status {
             StatusCode::UNAUTHORIZED => Ok(Reply::Unauthorized),
             s if s.is_success() => Ok(Reply::Body(bytes)),
@@ -198,12 +162,12 @@ impl Ome {
 
     /// GET with the shared session; on 401 one new login and one retry.
     async fn get_json(&self, key: &str, url: &str) -> Result<Value, BackendError> {
-        let session = self.session().await?;
+        let session = self.sessions.session(self).await?;
         let bytes = match self.send(Method::GET, key, url, &session).await? {
             Reply::Body(b) => b,
             Reply::Unauthorized => {
                 tracing::info!(system = %self.name, "OME session rejected; logging in again");
-                let renewed = self.renew(&session).await?;
+                let renewed = self.sessions.renew(self, &session).await?;
                 match self.send(Method::GET, key, url, &renewed).await? {
                     Reply::Body(b) => b,
                     Reply::Unauthorized => {
@@ -221,6 +185,9 @@ impl Ome {
 
     /// Every item of a filtered collection, paging with explicit `$top`/`$skip` (OME's
     /// nextLink drops the filter) until `@odata.count`, a short page or `max_pages`.
+    ///
+    /// Bounded whatever the appliance sends: a page larger than the `$top` asked, or more
+    /// than `max_pages` full pages, is a protocol failure (a partial answer could hide a match).
     async fn query_eq(
         &self,
         path: &str,
@@ -241,15 +208,25 @@ impl Ome {
             let page = parse::collection(self.get_json(&key, &url).await?)
                 .map_err(|d| self.protocol(&key, &d))?;
             let len = page.items.len() as u64;
+            if len > u64::from(top) {
+                return Err(self.protocol(
+                    &key,
+                    &format!("a page of {len} items where $top = {top} was asked"),
+                ));
+            }
             received += len;
             items.extend(page.items);
             if len == 0 || len < u64::from(top) || page.count.is_some_and(|c| received >= c) {
                 return Ok(items);
             }
         }
-        tracing::warn!(system = %self.name, %key, max_pages = self.max_pages,
-            "stopped paging at max_pages; the answer may be incomplete");
-        Ok(items)
+        Err(self.protocol(
+            &key,
+            &format!(
+                "more than max_pages = {} full pages for {prop} eq {value:?}",
+                self.max_pages
+            ),
+        ))
     }
 
     async fn profiles_named(&self, name: &ServerName) -> Result<Vec<Profile>, BackendError> {
@@ -420,11 +397,26 @@ impl Backend for Ome {
     }
 
     async fn logout(&self) {
-        let Some(session) = self.store_session(None) else {
-            return;
-        };
+        self.upstream.detach_pool();
+        self.sessions.logout(self).await;
+    }
+}
+
+#[async_trait]
+impl SessionProtocol for Ome {
+    type Session = Session;
+
+    async fn login(&self) -> Result<Issued<Session>, BackendError> {
+        Ok(Issued {
+            session: self.login_now().await?,
+            lifetime: Lifetime::Idle(IDLE_TIMEOUT),
+        })
+    }
+
+    async fn logout(&self, session: &Session) -> Result<(), BackendError> {
         let Some(id) = session.id.as_deref() else {
-            return;
+            tracing::debug!(system = %self.name, "OME session without an Id; not logged out");
+            return Ok(());
         };
         let key = "DELETE /api/SessionService/Sessions('{id}')";
         let url = format!(
@@ -432,12 +424,9 @@ impl Backend for Ome {
             self.base,
             odata::encode_query_value(id)
         );
-        match self.send(Method::DELETE, key, &url, &session).await {
-            Ok(Reply::Body(_)) => tracing::debug!(system = %self.name, "logged out of OME"),
-            Ok(Reply::Unauthorized) => {
-                tracing::debug!(system = %self.name, "OME session had already expired")
-            }
-            Err(e) => tracing::warn!(system = %self.name, error = %e, "OME logout failed"),
+        // Unauthorized: the session had already expired, which is what a logout wants.
+        match self.send(Method::DELETE, key, &url, session).await? {
+            Reply::Body(_) | Reply::Unauthorized => Ok(()),
         }
     }
 }

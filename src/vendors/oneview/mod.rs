@@ -63,7 +63,7 @@ impl OneView {
                 password,
                 login_domain: sys.login_domain.clone().filter(|d| !d.is_empty()),
                 api_version: sys.api_version.unwrap_or(DEFAULT_API_VERSION),
-                state: Default::default(),
+                manager: super::session::SessionManager::new(&sys.name, sys.login_backoff),
             },
         })
     }
@@ -77,6 +77,11 @@ impl OneView {
     }
 
     /// Every profile the appliance returns for the name filter, pages followed, re-checked here.
+    ///
+    /// Bounded whatever the appliance sends: at most `max_pages` GETs, each page at most the
+    /// `count` asked (`page_size`), and a `nextPageUri` that returns to an earlier page is a
+    /// loop. All three are protocol failures, because returning what was collected could hide
+    /// a match on a later page.
     async fn candidates(&self, name: &ServerName) -> Result<Vec<Profile>, BackendError> {
         let mut path = parse::first_page_path(name.as_str(), self.page_size).ok_or_else(|| {
             self.protocol(
@@ -90,12 +95,27 @@ impl OneView {
             seen.insert(path.clone());
             let body = self.sessions.get(&path, PROFILES_KEY).await?;
             let page = parse::profile_page(&body).map_err(|d| self.protocol(PROFILES_KEY, d))?;
+            if page.members.len() > self.page_size as usize {
+                return Err(self.protocol(
+                    PROFILES_KEY,
+                    format!(
+                        "a page of {} profiles where count = {} was asked",
+                        page.members.len(),
+                        self.page_size
+                    ),
+                ));
+            }
             members.extend(page.members);
             // An empty page with a next link is not the end (the appliance may cut pages short).
             match page.next_page_uri {
-                None => return Ok(parse::select_candidates(members, name)),
+                None => return self.matching(members, name),
+                // The SDK's end condition: the last page links to itself.
+                Some(next) if next == path => return self.matching(members, name),
                 Some(next) if seen.contains(&next) => {
-                    return Ok(parse::select_candidates(members, name))
+                    return Err(self.protocol(
+                        PROFILES_KEY,
+                        format!("nextPageUri {next:?} returns to an earlier page"),
+                    ))
                 }
                 Some(next) if !parse::valid_next_page(&next) => {
                     return Err(self.protocol(
@@ -106,7 +126,6 @@ impl OneView {
                 Some(next) => path = next,
             }
         }
-        // Returning what was collected could hide a match on a later page.
         Err(self.protocol(
             PROFILES_KEY,
             format!(
@@ -114,6 +133,16 @@ impl OneView {
                 self.max_pages
             ),
         ))
+    }
+
+    /// The profiles really named `name`. At most `page_size × max_pages` arrive, so at most
+    /// that many hardware GETs follow.
+    fn matching(
+        &self,
+        members: Vec<Profile>,
+        name: &ServerName,
+    ) -> Result<Vec<Profile>, BackendError> {
+        Ok(parse::select_candidates(members, name))
     }
 
     async fn hardware(&self, profile: &Profile) -> Result<Option<HardwareFacts>, BackendError> {

@@ -4,10 +4,9 @@
 //! Appliances cap sessions per client IP (960) and per appliance (2400), so a login per lookup,
 //! or one per concurrent lookup, would lock the gateway out; every login goes through one gate.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::header::{HeaderValue, ACCEPT};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,12 +14,17 @@ use serde::Serialize;
 use url::Url;
 
 use super::parse;
+use crate::vendors::session::{Issued, Lease, Lifetime, SessionManager, SessionProtocol};
 use crate::vendors::upstream::Upstream;
 use crate::vendors::{retry_after, snippet, BackendError};
 
 const LOGIN_PATH: &str = "/rest/login-sessions";
 const LOGIN_KEY: &str = "POST /rest/login-sessions";
 const LOGOUT_KEY: &str = "DELETE /rest/login-sessions";
+
+/// The appliance default (`/rest/sessions/idle-timeout`, at most 24 h): a session idle that
+/// long is gone, so it is replaced before use instead of costing a 401 round trip.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) struct Sessions {
     pub system: String,
@@ -30,36 +34,13 @@ pub(super) struct Sessions {
     pub password: SecretString,
     pub login_domain: Option<String>,
     pub api_version: u32,
-    pub state: State,
-}
-
-#[derive(Default)]
-pub(super) struct State {
-    current: RwLock<Option<Arc<Session>>>,
-    /// Held while logging in or out, so concurrent lookups wait for one login instead of each
-    /// starting their own.
-    gate: tokio::sync::Mutex<Gate>,
-    /// Login attempts finished (under the gate). A lookup that queued while one was running
-    /// shares its failure instead of hammering a refusing appliance with its own attempt.
-    attempts: AtomicU64,
-    generation: AtomicU64,
-}
-
-#[derive(Default)]
-struct Gate {
-    last_error: Option<BackendError>,
-}
-
-struct Session {
-    id: SecretString,
-    /// Tells a 401 on this session apart from one on a session that was already renewed.
-    generation: u64,
+    pub manager: SessionManager<SecretString>,
 }
 
 struct Answer {
     status: StatusCode,
     retry_after: Option<Duration>,
-    body: Vec<u8>,
+    body: bytes::Bytes,
 }
 
 #[derive(Serialize)]
@@ -75,14 +56,14 @@ struct LoginBody<'a> {
 
 impl Sessions {
     /// `GET path` with the session, re-logging in once if the appliance answers 401.
-    pub async fn get(&self, path: &str, key: &str) -> Result<Vec<u8>, BackendError> {
-        let session = self.session(None).await?;
+    pub async fn get(&self, path: &str, key: &str) -> Result<bytes::Bytes, BackendError> {
+        let session = self.manager.session(self).await?;
         let mut answer = self
             .send(Method::GET, path, Some(&session), None::<&()>, key)
             .await?;
         if answer.status == StatusCode::UNAUTHORIZED {
             tracing::info!(system = %self.system, endpoint = key, "OneView session rejected; logging in again");
-            let renewed = self.session(Some(session.generation)).await?;
+            let renewed = self.manager.renew(self, &session).await?;
             answer = self
                 .send(Method::GET, path, Some(&renewed), None::<&()>, key)
                 .await?;
@@ -101,79 +82,11 @@ impl Sessions {
     }
 
     pub async fn logout(&self) {
-        let _gate = self.state.gate.lock().await;
-        let Some(session) = self.replace_current(None) else {
-            return;
-        };
-        let empty = serde_json::Map::new();
-        let sent = self
-            .send(
-                Method::DELETE,
-                LOGIN_PATH,
-                Some(&session),
-                Some(&empty),
-                LOGOUT_KEY,
-            )
-            .await;
-        match sent {
-            Ok(a) if a.status.is_success() => {
-                tracing::debug!(system = %self.system, "OneView session closed")
-            }
-            Ok(a) => tracing::warn!(
-                system = %self.system, status = a.status.as_u16(),
-                "OneView logout refused: {}", summary(&a.body)
-            ),
-            Err(e) => tracing::warn!(system = %self.system, "OneView logout failed: {e}"),
-        }
+        self.upstream.detach_pool();
+        self.manager.logout(self).await;
     }
 
-    fn current(&self) -> Option<Arc<Session>> {
-        self.state.current.read().ok().and_then(|c| c.clone())
-    }
-
-    fn replace_current(&self, new: Option<Arc<Session>>) -> Option<Arc<Session>> {
-        match self.state.current.write() {
-            Ok(mut c) => std::mem::replace(&mut *c, new),
-            Err(_) => None,
-        }
-    }
-
-    /// The live session, logging in if there is none or if the live one is `stale` (a
-    /// generation that just got a 401).
-    async fn session(&self, stale: Option<u64>) -> Result<Arc<Session>, BackendError> {
-        let usable = |s: &Arc<Session>| Some(s.generation) != stale;
-        if let Some(s) = self.current().filter(usable) {
-            return Ok(s);
-        }
-        let attempts_seen = self.state.attempts.load(Ordering::SeqCst);
-        let mut gate = self.state.gate.lock().await;
-        if let Some(s) = self.current().filter(usable) {
-            return Ok(s);
-        }
-        if self.state.attempts.load(Ordering::SeqCst) != attempts_seen {
-            if let Some(e) = &gate.last_error {
-                return Err(duplicate(e));
-            }
-        }
-        self.replace_current(None);
-        let outcome = self.login().await;
-        self.state.attempts.fetch_add(1, Ordering::SeqCst);
-        match outcome {
-            Ok(id) => {
-                let generation = self.state.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                let session = Arc::new(Session { id, generation });
-                self.replace_current(Some(session.clone()));
-                gate.last_error = None;
-                Ok(session)
-            }
-            Err(e) => {
-                gate.last_error = Some(duplicate(&e));
-                Err(e)
-            }
-        }
-    }
-
-    async fn login(&self) -> Result<SecretString, BackendError> {
+    async fn login_once(&self) -> Result<SecretString, BackendError> {
         tracing::debug!(system = %self.system, user = %self.username, "logging in to OneView");
         let body = LoginBody {
             user_name: &self.username,
@@ -212,7 +125,19 @@ impl Sessions {
         &self,
         method: Method,
         path: &str,
-        session: Option<&Session>,
+        session: Option<&Lease<SecretString>>,
+        body: Option<&B>,
+        key: &str,
+    ) -> Result<Answer, BackendError> {
+        self.send_with(method, path, session.map(|l| &**l), body, key)
+            .await
+    }
+
+    async fn send_with<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&SecretString>,
         body: Option<&B>,
         key: &str,
     ) -> Result<Answer, BackendError> {
@@ -224,7 +149,7 @@ impl Sessions {
             .header("X-API-Version", self.api_version)
             .header(ACCEPT, "application/json");
         if let Some(s) = session {
-            let mut auth = HeaderValue::from_str(s.id.expose_secret())
+            let mut auth = HeaderValue::from_str(s.expose_secret())
                 .map_err(|_| self.protocol(key, "session id is not a valid header value".into()))?;
             auth.set_sensitive(true);
             req = req.header("auth", auth);
@@ -236,7 +161,7 @@ impl Sessions {
         Ok(Answer {
             status: reply.status,
             retry_after: retry_after(&reply.headers),
-            body: reply.body.to_vec(),
+            body: reply.body,
         })
     }
 
@@ -253,7 +178,7 @@ impl Sessions {
         Ok(url)
     }
 
-    fn success(&self, answer: Answer, key: &str) -> Result<Vec<u8>, BackendError> {
+    fn success(&self, answer: Answer, key: &str) -> Result<bytes::Bytes, BackendError> {
         if answer.status.is_success() {
             return Ok(answer.body);
         }
@@ -283,7 +208,32 @@ fn summary(body: &[u8]) -> String {
     parse::error_summary(body).unwrap_or_else(|| snippet(body))
 }
 
-/// Lookups that waited on a failed login each get their own copy of its error.
-fn duplicate(e: &BackendError) -> BackendError {
-    e.clone()
+#[async_trait]
+impl SessionProtocol for Sessions {
+    type Session = SecretString;
+
+    async fn login(&self) -> Result<Issued<SecretString>, BackendError> {
+        Ok(Issued {
+            session: self.login_once().await?,
+            lifetime: Lifetime::Idle(IDLE_TIMEOUT),
+        })
+    }
+
+    async fn logout(&self, session: &SecretString) -> Result<(), BackendError> {
+        let empty = serde_json::Map::new();
+        let answer = self
+            .send_with(
+                Method::DELETE,
+                LOGIN_PATH,
+                Some(session),
+                Some(&empty),
+                LOGOUT_KEY,
+            )
+            .await?;
+        // 401: the session had already expired, which is what a logout wants.
+        if answer.status.is_success() || answer.status == StatusCode::UNAUTHORIZED {
+            return Ok(());
+        }
+        Err(self.status_error(answer, LOGOUT_KEY))
+    }
 }

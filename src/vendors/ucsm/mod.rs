@@ -20,12 +20,13 @@ mod parse;
 pub(crate) mod xml;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Mutex;
 use url::Url;
 
+use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
 use super::{Backend, BackendError};
 use crate::config::SystemConfig;
@@ -44,22 +45,12 @@ pub struct Ucsm {
     upstream: Upstream,
     username: String,
     password: SecretString,
-    /// Held across a login so that concurrent lookups wait for one login instead of each
-    /// opening a session (UCSM limits sessions per user).
-    session: Mutex<SessionState>,
-}
-
-#[derive(Default)]
-struct SessionState {
-    current: Option<Session>,
-    logins: u64,
-}
-
-#[derive(Clone)]
-struct Session {
-    cookie: SecretString,
-    /// Which login produced it, so that a stale 552 does not throw away a newer session.
-    generation: u64,
+    /// One session shared by every lookup, refreshed within `outRefreshPeriod` (UCSM limits
+    /// sessions per user).
+    sessions: SessionManager<SecretString>,
+    /// Answers with more profiles than this are refused: `page_size × max_pages`, the most
+    /// any backend accepts for one name (UCSM answers a class query in one document).
+    max_matches: usize,
 }
 
 impl Ucsm {
@@ -75,49 +66,27 @@ impl Ucsm {
             upstream,
             username: sys.username.clone(),
             password,
-            session: Mutex::new(SessionState::default()),
+            sessions: SessionManager::new(&sys.name, sys.login_backoff),
+            max_matches: (sys.page_size as usize).saturating_mul(sys.max_pages as usize),
         })
     }
 
-    async fn session(&self) -> Result<Session, BackendError> {
-        let mut state = self.session.lock().await;
-        if let Some(s) = &state.current {
-            return Ok(s.clone());
-        }
-        self.login(&mut state).await
-    }
-
-    /// Logs in again unless another task already replaced the session that failed.
-    async fn relogin(&self, failed_generation: u64) -> Result<Session, BackendError> {
-        let mut state = self.session.lock().await;
-        if let Some(s) = &state.current {
-            if s.generation != failed_generation {
-                return Ok(s.clone());
-            }
-        }
-        state.current = None;
-        self.login(&mut state).await
-    }
-
-    async fn login(&self, state: &mut SessionState) -> Result<Session, BackendError> {
-        let body = format!(
-            r#"<aaaLogin inName="{}" inPassword="{}" />"#,
-            escape_attr(&self.username),
-            escape_attr(self.password.expose_secret())
-        );
+    /// `aaaLogin` or `aaaRefresh`: both hand out a cookie and its refresh period.
+    async fn open(&self, method: &str, body: String) -> Result<Issued<SecretString>, BackendError> {
         let root = self
-            .post("aaaLogin", body)
+            .post(method, body)
             .await?
-            .map_err(|e| self.auth_error(format!("login refused: {e}")))?;
-        let cookie = parse::login_cookie(&root).map_err(|d| self.protocol("aaaLogin", d))?;
-        state.logins += 1;
-        let session = Session {
-            cookie: SecretString::from(cookie),
-            generation: state.logins,
+            .map_err(|e| self.auth_error(format!("{method} refused: {e}")))?;
+        let cookie = parse::login_cookie(&root).map_err(|d| self.protocol(method, d))?;
+        let lifetime = match parse::refresh_period(&root) {
+            Some(s) => Lifetime::RefreshWithin(Duration::from_secs(s)),
+            None => Lifetime::Unbounded,
         };
-        state.current = Some(session.clone());
-        tracing::debug!(system = %self.name, "logged in to UCS Manager");
-        Ok(session)
+        tracing::debug!(system = %self.name, method, "UCS Manager session opened");
+        Ok(Issued {
+            session: SecretString::from(cookie),
+            lifetime,
+        })
     }
 
     /// One API call with the current session; on 552 one re-login and one retry.
@@ -126,21 +95,16 @@ impl Ucsm {
         method: &str,
         body: impl Fn(&str) -> String,
     ) -> Result<Element, BackendError> {
-        let session = self.session().await?;
-        let first = self
-            .post(method, body(session.cookie.expose_secret()))
-            .await?;
+        let session = self.sessions.session(self).await?;
+        let first = self.post(method, body(session.expose_secret())).await?;
         let err = match first {
             Ok(root) => return Ok(root),
             Err(e) if e.is_session_invalid() => e,
             Err(e) => return Err(self.api_failure(method, e)),
         };
         tracing::info!(system = %self.name, method, error = %err, "UCSM session no longer valid; logging in again");
-        let session = self.relogin(session.generation).await?;
-        match self
-            .post(method, body(session.cookie.expose_secret()))
-            .await?
-        {
+        let session = self.sessions.renew(self, &session).await?;
+        match self.post(method, body(session.expose_secret())).await? {
             Ok(root) => Ok(root),
             Err(e) if e.is_session_invalid() => {
                 Err(self.auth_error(format!("{method} refused right after a new login: {e}")))
@@ -263,7 +227,20 @@ impl Backend for Ucsm {
                 find_profile_body(cookie, name)
             })
             .await?;
-        let matches: Vec<parse::Profile> = parse::profiles(&root)
+        let returned = parse::profiles(&root);
+        // The filter names one profile; thousands are not an answer to it, and each match
+        // would cost hardware lookups.
+        if returned.len() > self.max_matches {
+            return Err(self.protocol(
+                "configResolveClass",
+                format!(
+                    "{} service profiles for a filter on {name:?} (at most {} expected)",
+                    returned.len(),
+                    self.max_matches
+                ),
+            ));
+        }
+        let matches: Vec<parse::Profile> = returned
             .into_iter()
             .filter(|p| p.is_instance() && name.matches(&p.name))
             .collect();
@@ -289,19 +266,48 @@ impl Backend for Ucsm {
     }
 
     async fn logout(&self) {
-        let Some(session) = self.session.lock().await.current.take() else {
-            return;
-        };
+        self.upstream.detach_pool();
+        self.sessions.logout(self).await;
+    }
+}
+
+#[async_trait]
+impl SessionProtocol for Ucsm {
+    type Session = SecretString;
+
+    async fn login(&self) -> Result<Issued<SecretString>, BackendError> {
+        let body = format!(
+            r#"<aaaLogin inName="{}" inPassword="{}" />"#,
+            escape_attr(&self.username),
+            escape_attr(self.password.expose_secret())
+        );
+        self.open("aaaLogin", body).await
+    }
+
+    /// `aaaRefresh` replaces the cookie (the old one answers 552 from then on).
+    async fn refresh(
+        &self,
+        cookie: &SecretString,
+    ) -> Option<Result<Issued<SecretString>, BackendError>> {
+        let body = format!(
+            r#"<aaaRefresh inCookie="{}" inName="{}" inPassword="{}" />"#,
+            escape_attr(cookie.expose_secret()),
+            escape_attr(&self.username),
+            escape_attr(self.password.expose_secret())
+        );
+        Some(self.open("aaaRefresh", body).await)
+    }
+
+    async fn logout(&self, cookie: &SecretString) -> Result<(), BackendError> {
         let body = format!(
             r#"<aaaLogout inCookie="{}" />"#,
-            escape_attr(session.cookie.expose_secret())
+            escape_attr(cookie.expose_secret())
         );
-        match self.post("aaaLogout", body).await {
-            Ok(Ok(_)) => tracing::debug!(system = %self.name, "logged out of UCS Manager"),
+        match self.post("aaaLogout", body).await? {
+            Ok(_) => Ok(()),
             // 555 = the session was already gone: the goal is reached.
-            Ok(Err(e)) if e.code == "555" => {}
-            Ok(Err(e)) => tracing::warn!(system = %self.name, error = %e, "UCSM logout refused"),
-            Err(e) => tracing::warn!(system = %self.name, error = %e, "UCSM logout failed"),
+            Err(e) if e.code == "555" => Ok(()),
+            Err(e) => Err(self.api_failure("aaaLogout", e)),
         }
     }
 }

@@ -42,14 +42,24 @@ pub fn api_error(root: &Element) -> Option<ApiError> {
     })
 }
 
-/// The session cookie from an `aaaLogin` answer (already checked for `errorCode`).
+/// The session cookie from an `aaaLogin` or `aaaRefresh` answer (already checked for
+/// `errorCode`).
 pub fn login_cookie(root: &Element) -> Result<String, String> {
-    if root.name != "aaaLogin" {
+    if root.name != "aaaLogin" && root.name != "aaaRefresh" {
         return Err(format!("expected <aaaLogin>, got <{}>", root.name));
     }
     root.attr_nonempty("outCookie")
         .map(str::to_owned)
-        .ok_or_else(|| "aaaLogin answer has no outCookie".into())
+        .ok_or_else(|| format!("{} answer has no outCookie", root.name))
+}
+
+/// `outRefreshPeriod` in seconds: the session must be refreshed within it (60–172800 s per the
+/// UCSM configuration guide). Missing or out of range: `None`.
+pub fn refresh_period(root: &Element) -> Option<u64> {
+    root.attr_nonempty("outRefreshPeriod")?
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (60..=172_800).contains(s))
 }
 
 /// Objects of a query answer: `<outConfigs>` (class, dns, children) or `<outConfig>` (dn).

@@ -35,6 +35,10 @@ impl Element {
     }
 }
 
+/// Deeper than any UCSM answer (a hierarchical `lsServer` is ~6 levels). The tree is built
+/// without recursion, but dropping it recurses, so depth is bounded here, not by the stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses a whole document into its root element. Declarations, comments and text are skipped.
 pub fn parse(body: &[u8]) -> Result<Element, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
@@ -46,7 +50,12 @@ pub fn parse(body: &[u8]) -> Result<Element, String> {
             .read_event()
             .map_err(|e| format!("XML error at byte {}: {e}", reader.buffer_position()))?;
         match event {
-            Event::Start(start) => stack.push(element(&start)?),
+            Event::Start(start) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(format!("elements nested deeper than {MAX_DEPTH}"));
+                }
+                stack.push(element(&start)?)
+            }
             Event::Empty(start) => {
                 let el = element(&start)?;
                 match stack.last_mut() {
@@ -115,6 +124,14 @@ pub fn escape_attr(value: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_costs_stack() {
+        let deep = "<a>".repeat(100_000);
+        assert!(parse(deep.as_bytes()).unwrap_err().contains("deeper"));
+        let ok = format!("{}{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH));
+        assert!(parse(ok.as_bytes()).is_ok());
+    }
 
     #[test]
     fn escapes_every_special_character() {
