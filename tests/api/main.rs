@@ -1,6 +1,7 @@
 //! End-to-end tests of the gateway API: the real app on a real port, talking to the real
 //! simulators over HTTP.
 
+mod errors;
 mod faults;
 mod helpers;
 mod ops;
