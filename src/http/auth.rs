@@ -445,6 +445,41 @@ mod tests {
     }
 
     #[test]
+    fn one_parser_for_every_spelling_of_a_bearer_header() {
+        let parse = |v: &str| match parse_credential(Some(&HeaderValue::from_str(v).unwrap())) {
+            Credential::Bearer(t) => Some(t.expose_secret().to_owned()),
+            Credential::Absent | Credential::Malformed => None,
+        };
+        for same in [
+            "Bearer abc.DEF-_~+/=",
+            "bearer abc.DEF-_~+/=",
+            "BEARER  abc.DEF-_~+/=",
+            "Bearer \tabc.DEF-_~+/=",
+            " Bearer abc.DEF-_~+/= ",
+        ] {
+            assert_eq!(parse(same).as_deref(), Some("abc.DEF-_~+/="), "{same:?}");
+        }
+        for junk in [
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer =abc",
+            "Basic abc",
+            "Bearer ab\u{e9}",
+        ] {
+            if let Ok(v) = HeaderValue::from_str(junk) {
+                assert!(
+                    !matches!(parse_credential(Some(&v)), Credential::Bearer(_)),
+                    "{junk:?}"
+                );
+            }
+        }
+        assert!(matches!(parse_credential(None), Credential::Absent));
+    }
+
+    #[test]
     fn bad_files_name_the_entry() {
         let e = auth_with("[[tokens]]\nname = \"a\"\nhash = \"md5:00\"\nscopes = [\"read\"]\n")
             .err()

@@ -45,7 +45,8 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
 }
 
-/// One system's failure, as a caller may see it (no credentials, no raw bodies beyond a snippet).
+/// One system's failure, as a caller may see it: `public_failure` for most callers, the full
+/// error (endpoint, client error, body snippet; never credentials) for `admin` ones.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     pub system: String,
