@@ -106,6 +106,13 @@ pub struct TelemetryConfig {
     pub log_format: LogFormatConfig,
     /// `RUST_LOG`-style filter; the `RUST_LOG` environment variable wins.
     pub log_filter: String,
+    /// One compact line per answered request (target `access`): `on`, `off`, or `sampled`
+    /// (`access_log_sample_rate` of them). Refused requests (401/403/429) are never logged one
+    /// by one; they are summed up every `refusal_summary_interval`.
+    pub access_log: AccessLogMode,
+    pub access_log_sample_rate: f64,
+    #[serde(with = "humantime_serde")]
+    pub refusal_summary_interval: Duration,
 }
 
 impl Default for TelemetryConfig {
@@ -113,8 +120,20 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormatConfig::Pretty,
             log_filter: "info".into(),
+            access_log: AccessLogMode::On,
+            access_log_sample_rate: 0.01,
+            refusal_summary_interval: Duration::from_secs(60),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLogMode {
+    #[default]
+    On,
+    Off,
+    Sampled,
 }
 
 /// What one client connection may cost the server. Defaults suit a lookup API whose requests
@@ -138,6 +157,10 @@ pub struct LimitsConfig {
     /// On shutdown, how long in-flight requests may take to finish before they are cut.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, `/readyz` answers 503 at once but the listener keeps serving this long
+    /// before the drain starts, so load balancers see not-ready and stop sending first.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -148,6 +171,7 @@ impl Default for LimitsConfig {
             client_request_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(75),
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -196,6 +220,11 @@ pub struct InboundRateLimit {
     /// Sustained rate per client; fractions allowed (0.5 = one request every 2 s).
     pub requests_per_second: f64,
     pub burst: u32,
+    /// Failed authentications (no, malformed or unknown token) a peer IP may make per second
+    /// once its burst is spent; further failures get 429. Applies while auth is on, whether or
+    /// not `enabled` is.
+    pub failed_auth_per_second: f64,
+    pub failed_auth_burst: u32,
 }
 
 impl Default for InboundRateLimit {
@@ -204,6 +233,8 @@ impl Default for InboundRateLimit {
             enabled: true,
             requests_per_second: 100.0,
             burst: 200,
+            failed_auth_per_second: 1.0,
+            failed_auth_burst: 20,
         }
     }
 }
@@ -431,6 +462,22 @@ impl Config {
             return Err(invalid(
                 "server.rate_limit.requests_per_second".into(),
                 "requests_per_second must be > 0 and burst >= 1",
+            ));
+        }
+        if !(rl.failed_auth_per_second.is_finite() && rl.failed_auth_per_second > 0.0)
+            || rl.failed_auth_burst == 0
+        {
+            return Err(invalid(
+                "server.rate_limit.failed_auth_per_second".into(),
+                "failed_auth_per_second must be > 0 and failed_auth_burst >= 1",
+            ));
+        }
+        let t = &self.telemetry;
+        if !(0.0..=1.0).contains(&t.access_log_sample_rate) || t.refusal_summary_interval.is_zero()
+        {
+            return Err(invalid(
+                "telemetry.access_log_sample_rate".into(),
+                "access_log_sample_rate must be within 0..=1 and refusal_summary_interval > 0",
             ));
         }
         let limits = &self.server.limits;

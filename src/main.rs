@@ -153,7 +153,8 @@ fn main() -> anyhow::Result<()> {
         Some(t) if t.log_format == LogFormatConfig::Json => LogFormat::Json,
         _ => LogFormat::Pretty,
     });
-    telemetry::init(format, &default_filter);
+    // Dropped last (after the runtime), which flushes the buffered log lines.
+    let _log_guard = telemetry::init(format, &default_filter);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -268,12 +269,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "gateway listening"
     );
     let handle = app.handle();
+    let readiness = app.readiness();
     let server = tokio::spawn(app.run_until_stopped());
     wait_for_shutdown_signal().await;
+    // Not ready first, still serving: load balancers stop sending before the drain cuts off.
+    readiness.begin_shutdown();
     tracing::info!(
+        delay_ms = limits.shutdown_delay.as_millis() as u64,
         drain_timeout_s = limits.shutdown_timeout.as_secs(),
-        "shutting down: draining requests, then logging out of every system"
+        "shutting down: /readyz is 503; serving on for the delay, then draining requests and \
+         logging out of every system"
     );
+    tokio::time::sleep(limits.shutdown_delay).await;
     handle.stop(true).await;
     server.await??;
     tracing::info!("shutdown complete");

@@ -53,6 +53,7 @@ pub struct Metrics {
     logged_in: Mutex<HashSet<String>>,
     /// Forwarded to, so that callers of `build_with` keep their own observer.
     inner_events: Arc<dyn LookupEvents>,
+    http_refusals: IntCounterVec,
 }
 
 fn counter_vec(
@@ -196,11 +197,22 @@ impl Metrics {
             )?,
             logged_in: Mutex::new(HashSet::new()),
             inner_events,
+            http_refusals: counter_vec(
+                &r,
+                "http_refusals_total",
+                "Requests refused before reaching a route, by reason (no_token, \
+                 malformed_authorization, invalid_token, insufficient_scope, \
+                 auth_failures_limited, rate_limited). Logged only as periodic summaries.",
+                &["reason"],
+            )?,
             registry: r,
         };
         // Zero series from the start, so that rate() and alerts work before the first refusal.
         for direction in ["inbound", "outbound"] {
             m.rate_limited.with_label_values(&[direction]);
+        }
+        for reason in crate::http::refusals::RefusalKind::ALL {
+            m.http_refusals.with_label_values(&[reason.as_str()]);
         }
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(
@@ -220,6 +232,11 @@ impl Metrics {
         if status == 429 {
             self.rate_limited.with_label_values(&["inbound"]).inc();
         }
+    }
+
+    /// One request refused by auth or the inbound limiter (`reason` from `RefusalKind`).
+    pub fn http_refusal(&self, reason: &str) {
+        self.http_refusals.with_label_values(&[reason]).inc();
     }
 
     /// The callback circuit breakers call on every state change.

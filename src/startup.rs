@@ -7,6 +7,8 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServerHandle};
 
 use crate::config::Config;
+use crate::http::refusals::Refusals;
+use crate::http::routes::Readiness;
 use crate::lookup::{LookupConfig, LookupEvents, LookupService, NoEvents};
 use crate::resilience::CircuitBreaker;
 use crate::vendors::{build_backends, BackendError};
@@ -32,6 +34,9 @@ pub struct Application {
     port: u16,
     server: Server,
     lookup: Arc<LookupService>,
+    readiness: Arc<Readiness>,
+    refusals: Arc<Refusals>,
+    refusal_summary_interval: std::time::Duration,
 }
 
 impl Application {
@@ -66,11 +71,24 @@ impl Application {
         let listener =
             TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source })?;
         let port = listener.local_addr()?.port();
-        let server = crate::http::server(lookup.clone(), listener, config, metrics, authenticator)?;
+        let readiness = Arc::new(Readiness::default());
+        let refusals = Arc::new(Refusals::new(metrics.clone()));
+        let server = crate::http::server(
+            lookup.clone(),
+            listener,
+            config,
+            metrics,
+            authenticator,
+            readiness.clone(),
+            refusals.clone(),
+        )?;
         Ok(Self {
             port,
             server,
             lookup,
+            readiness,
+            refusals,
+            refusal_summary_interval: config.telemetry.refusal_summary_interval,
         })
     }
 
@@ -82,9 +100,17 @@ impl Application {
         self.server.handle()
     }
 
+    /// Flip it (`begin_shutdown`) when shutdown starts: `/readyz` answers 503 from then on.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.readiness.clone()
+    }
+
     /// Serves until the server is stopped (through its handle), then logs out of every system.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let summaries = self.refusals.spawn_summaries(self.refusal_summary_interval);
         let result = self.server.await;
+        summaries.abort();
+        self.refusals.log_summary(self.refusal_summary_interval);
         self.lookup.logout_all().await;
         result
     }

@@ -54,6 +54,11 @@ fn start_sims() -> Vec<SimHandle> {
 impl Gateway {
     /// Starts `inventory-gateway serve` with JSON logs and waits for its "listening" line.
     fn start(sims: &[SimHandle], rust_log: &str) -> Self {
+        Self::start_with(sims, rust_log, &[])
+    }
+
+    /// As `start`, with `IGW__…` config overrides.
+    fn start_with(sims: &[SimHandle], rust_log: &str, env: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("igw-bin-{}", uuid::Uuid::new_v4()));
         let tokens = [TokenSpec::new(
             "binary-tests",
@@ -65,6 +70,7 @@ impl Gateway {
             .args(["--log-format", "json", "serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -152,6 +158,10 @@ impl Gateway {
 
 fn json(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or(Value::Null)
+}
+
+fn is_access(line: &str) -> bool {
+    json(line)["target"] == "access"
 }
 
 fn message(line: &str) -> String {
@@ -277,13 +287,13 @@ async fn every_log_line_of_a_request_carries_its_request_id_and_no_token() {
     let resp = gw.get(&format!("/servers/{dell}"), "rid-test-aaaa").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], "rid-test-aaaa");
-    gw.wait_for(|l| message(l) == "request completed" && l.contains("rid-test-aaaa"));
+    gw.wait_for(|l| is_access(l) && l.contains("rid-test-aaaa"));
     let resp = gw
         .get("/servers/no-such-server-here", "rid-test-bbbb")
         .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(resp.headers()["x-request-id"], "rid-test-bbbb");
-    gw.wait_for(|l| message(l) == "request completed" && l.contains("rid-test-bbbb"));
+    gw.wait_for(|l| is_access(l) && l.contains("rid-test-bbbb"));
     let window: Vec<String> = gw.seen[start..].to_vec();
 
     gw.sigterm();
@@ -444,6 +454,109 @@ async fn repeated_sigterms_log_out_of_every_system_without_a_false_warning() {
             );
         }
     }
+    for sim in &sims {
+        sim.stop().await;
+    }
+}
+
+/// Defect 7: every request wrote ~0.5-1 KB at INFO, refused ones included. Now an answered
+/// request is one compact access line (caller's name, never the token), and refusals are only
+/// summed up periodically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_are_compact_and_refusals_are_summed_up_not_logged_one_by_one() {
+    let sims = start_sims();
+    let mut gw = Gateway::start_with(
+        &sims,
+        "info",
+        &[("IGW__TELEMETRY__REFUSAL_SUMMARY_INTERVAL", "1s")],
+    );
+    let start = gw.seen.len();
+    let name = sims[0].shared.fleet()[0].name.clone();
+    let resp = gw
+        .get(&format!("/servers/{name}?_=1"), "rid-access-1")
+        .await;
+    assert_eq!(resp.status(), 200);
+    let line = gw.wait_for(|l| is_access(l) && l.contains("rid-access-1"));
+    let msg = message(&line);
+    let expected = format!("GET /servers/{name} 200 ");
+    assert!(msg.starts_with(&expected), "{msg}");
+    assert!(
+        msg.ends_with("cache=miss rid=rid-access-1 caller=binary-tests"),
+        "{msg}"
+    );
+    assert_eq!(json(&line)["level"], "INFO");
+
+    for i in 0..10 {
+        let resp = gw
+            .client
+            .get(format!("{}/servers/{name}", gw.url))
+            .bearer_auth(format!("wrong-token-{i}-0123456789"))
+            .header("x-request-id", format!("rid-refused-{i}"))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(resp.status(), 401);
+    }
+    let summary = gw.wait_for(|l| json(l)["target"] == "refusals");
+    assert!(message(&summary).contains("invalid_token=10"), "{summary}");
+    assert_eq!(json(&summary)["level"], "WARN");
+    gw.sigterm();
+    let status = tokio::task::block_in_place(|| gw.wait_exit());
+    assert!(status.success(), "exit status {status:?}");
+    let window = &gw.seen[start..];
+    assert!(
+        !window.iter().any(|l| l.contains("rid-refused-")),
+        "a refused request was logged on its own"
+    );
+    // Client errors are never ERROR.
+    assert!(
+        !window.iter().any(|l| json(l)["level"] == "ERROR"),
+        "{}",
+        window.join("\n")
+    );
+    for sim in &sims {
+        sim.stop().await;
+    }
+}
+
+/// Defect 3: on SIGTERM the process reports not-ready at once and keeps serving for
+/// `shutdown_delay`, so that load balancers stop sending before the drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_503_while_the_gateway_still_serves_then_it_exits_0() {
+    let sims = start_sims();
+    let mut gw = Gateway::start_with(
+        &sims,
+        "info",
+        &[("IGW__SERVER__LIMITS__SHUTDOWN_DELAY", "8s")],
+    );
+    let ready = reqwest::get(format!("{}/readyz", gw.url))
+        .await
+        .expect("answer");
+    assert_eq!(ready.status(), 200);
+    gw.sigterm();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = reqwest::get(format!("{}/readyz", gw.url))
+            .await
+            .expect("still listening");
+        if resp.status() == 503 {
+            let body: Value = resp.json().await.expect("json");
+            assert_eq!(body["status"], "shutting_down");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness never went 503"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Not ready, but still answering lookups during the delay.
+    let name = sims[0].shared.fleet()[0].name.clone();
+    let resp = gw.get(&format!("/servers/{name}"), "during-delay").await;
+    assert_eq!(resp.status(), 200);
+    // A second signal is not needed: the delay ends by itself, then the drain, then exit 0.
+    let status = tokio::task::block_in_place(|| gw.wait_exit());
+    assert!(status.success(), "exit status {status:?}");
     for sim in &sims {
         sim.stop().await;
     }

@@ -25,6 +25,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::Problem;
+use super::rate_limit::FailedAuthLimiter;
+use super::refusals::{RefusalKind, Refusals};
 use super::request_id::RequestId;
 use crate::config::AuthConfig;
 
@@ -79,6 +81,8 @@ struct Token {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub name: String,
+    /// Holds the `admin` scope: may see upstream internals in problem details.
+    pub admin: bool,
 }
 
 pub struct Authenticator {
@@ -198,12 +202,49 @@ fn load_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
         .collect()
 }
 
-fn bearer(req: &ServiceRequest) -> Option<SecretString> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| SecretString::from(token.trim().to_owned()))
+/// What an `Authorization` header presents, read once by the one parser that auth and the
+/// inbound limiter share (so both see the same caller for every spelling of the header).
+#[derive(Debug)]
+pub enum Credential {
+    /// No `Authorization` header.
+    Absent,
+    /// A header that is not `Bearer <token68>` (another scheme, no token, junk).
+    Malformed,
+    Bearer(SecretString),
+}
+
+/// RFC 9110 §11.1 + RFC 6750 §2.1: the scheme is case-insensitive and separated from the
+/// credentials by one or more spaces (RFC 9110's `1*SP`; tabs are accepted too because proxies
+/// fold them in and refusing them would only make callers retry with fresh buckets); the
+/// credential is exactly one token68 (`[A-Za-z0-9-._~+/]+=*`). Surrounding whitespace is
+/// trimmed. Anything else is `Malformed`, never a token: `Bearer a b` does not authenticate as
+/// `a` while the limiter keys on `a b`.
+pub fn parse_credential(value: Option<&HeaderValue>) -> Credential {
+    let Some(value) = value else {
+        return Credential::Absent;
+    };
+    let Ok(text) = value.to_str() else {
+        return Credential::Malformed;
+    };
+    let text = text.trim_matches([' ', '\t']);
+    let Some(split) = text.find([' ', '\t']) else {
+        return Credential::Malformed;
+    };
+    let (scheme, rest) = text.split_at(split);
+    let token = rest.trim_start_matches([' ', '\t']);
+    if scheme.eq_ignore_ascii_case("bearer") && is_token68(token) {
+        Credential::Bearer(SecretString::from(token.to_owned()))
+    } else {
+        Credential::Malformed
+    }
+}
+
+fn is_token68(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 pub async fn middleware(
@@ -217,53 +258,54 @@ pub async fn middleware(
     let Some(needed) = auth.required_scope(req.method(), req.path(), pattern.as_deref()) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
-    let presented = bearer(&req);
-    let refusal = match presented.as_ref().map(|t| auth.authenticate(t)) {
-        None => Some((
-            StatusCode::UNAUTHORIZED,
-            "No bearer token",
-            "send `Authorization: Bearer <token>`".to_owned(),
-            format!("Bearer realm=\"{REALM}\""),
-        )),
-        Some(None) => Some((
-            StatusCode::UNAUTHORIZED,
-            "Invalid bearer token",
-            "the token is not one this gateway knows".to_owned(),
-            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
-        )),
-        // `admin` includes `read`.
-        Some(Some(t)) if !(t.scopes.contains(&needed) || t.scopes.contains(&Scope::Admin)) => {
-            Some((
-                StatusCode::FORBIDDEN,
-                "Insufficient scope",
-                format!(
-                    "token `{}` lacks the `admin` scope this operation needs",
-                    t.name
-                ),
-                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"admin\""),
-            ))
-        }
-        Some(Some(t)) => {
-            tracing::debug!(caller = %t.name, "authenticated");
-            req.extensions_mut().insert(Caller {
-                name: t.name.clone(),
-            });
-            None
-        }
+    let credential = parse_credential(req.headers().get(AUTHORIZATION));
+    let refusal = match &credential {
+        Credential::Absent => Refusal::Missing,
+        Credential::Malformed => Refusal::Malformed,
+        Credential::Bearer(t) => match auth.authenticate(t) {
+            None => Refusal::Invalid,
+            // `admin` includes `read`.
+            Some(t) if !(t.scopes.contains(&needed) || t.scopes.contains(&Scope::Admin)) => {
+                Refusal::Scope(t.name.clone())
+            }
+            Some(t) => {
+                tracing::debug!(caller = %t.name, "authenticated");
+                req.extensions_mut().insert(Caller {
+                    name: t.name.clone(),
+                    admin: t.scopes.contains(&Scope::Admin),
+                });
+                return Ok(next.call(req).await?.map_into_boxed_body());
+            }
+        },
     };
-    let Some((status, title, detail, challenge)) = refusal else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    tracing::info!(
-        status = status.as_u16(),
-        reason = title,
-        "request refused by auth"
-    );
     let rid = req
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    let refusals = req.app_data::<web::Data<Refusals>>().cloned();
+    // Guessing: a peer whose credentials keep failing is slowed down, so tokens cannot be tried
+    // at line rate; callers with a valid token (from that peer or any other) never reach here.
+    if !matches!(refusal, Refusal::Scope(_)) {
+        if let Some(guard) = req.app_data::<web::Data<FailedAuthLimiter>>() {
+            if let Err(wait) = guard.check(req.peer_addr().map(|a| a.ip())) {
+                if let Some(r) = &refusals {
+                    r.count(RefusalKind::AuthGuessing);
+                }
+                let resp = super::rate_limit::too_many(
+                    wait,
+                    req.path(),
+                    &rid,
+                    "too many failed authentication attempts from this address; retry later",
+                );
+                return Ok(req.into_response(resp));
+            }
+        }
+    }
+    if let Some(r) = &refusals {
+        r.count(refusal.kind());
+    }
+    let (status, title, detail, challenge) = refusal.describe();
     let type_uri = if status == StatusCode::FORBIDDEN {
         super::problem::types::FORBIDDEN
     } else {
@@ -276,6 +318,55 @@ pub async fn middleware(
         resp.headers_mut().insert(WWW_AUTHENTICATE, v);
     }
     Ok(req.into_response(resp))
+}
+
+/// Why a request was not let through.
+enum Refusal {
+    Missing,
+    Malformed,
+    Invalid,
+    /// The token's name.
+    Scope(String),
+}
+
+impl Refusal {
+    fn kind(&self) -> RefusalKind {
+        match self {
+            Self::Missing => RefusalKind::AuthMissing,
+            Self::Malformed => RefusalKind::AuthMalformed,
+            Self::Invalid => RefusalKind::AuthInvalid,
+            Self::Scope(_) => RefusalKind::AuthScope,
+        }
+    }
+
+    fn describe(&self) -> (StatusCode, &'static str, String, String) {
+        match self {
+            Self::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "No bearer token",
+                "send `Authorization: Bearer <token>`".to_owned(),
+                format!("Bearer realm=\"{REALM}\""),
+            ),
+            Self::Malformed => (
+                StatusCode::UNAUTHORIZED,
+                "Malformed Authorization header",
+                "send `Authorization: Bearer <token>` (one token, RFC 6750)".to_owned(),
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_request\""),
+            ),
+            Self::Invalid => (
+                StatusCode::UNAUTHORIZED,
+                "Invalid bearer token",
+                "the token is not one this gateway knows".to_owned(),
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+            ),
+            Self::Scope(name) => (
+                StatusCode::FORBIDDEN,
+                "Insufficient scope",
+                format!("token `{name}` lacks the `admin` scope this operation needs"),
+                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"admin\""),
+            ),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -351,6 +442,41 @@ mod tests {
             auth.required_scope(&get, "/swagger-uiX", None),
             Some(Scope::Read)
         );
+    }
+
+    #[test]
+    fn one_parser_for_every_spelling_of_a_bearer_header() {
+        let parse = |v: &str| match parse_credential(Some(&HeaderValue::from_str(v).unwrap())) {
+            Credential::Bearer(t) => Some(t.expose_secret().to_owned()),
+            Credential::Absent | Credential::Malformed => None,
+        };
+        for same in [
+            "Bearer abc.DEF-_~+/=",
+            "bearer abc.DEF-_~+/=",
+            "BEARER  abc.DEF-_~+/=",
+            "Bearer \tabc.DEF-_~+/=",
+            " Bearer abc.DEF-_~+/= ",
+        ] {
+            assert_eq!(parse(same).as_deref(), Some("abc.DEF-_~+/="), "{same:?}");
+        }
+        for junk in [
+            "Bearer",
+            "Bearer ",
+            "Bearerabc",
+            "Bearer a b",
+            "Bearer a,b",
+            "Bearer =abc",
+            "Basic abc",
+            "Bearer ab\u{e9}",
+        ] {
+            if let Ok(v) = HeaderValue::from_str(junk) {
+                assert!(
+                    !matches!(parse_credential(Some(&v)), Credential::Bearer(_)),
+                    "{junk:?}"
+                );
+            }
+        }
+        assert!(matches!(parse_credential(None), Credential::Absent));
     }
 
     #[test]

@@ -77,12 +77,43 @@ pub struct ReadySystem {
     pub breaker: BreakerStateSchema,
 }
 
+/// Readiness says nothing of the systems: see `/healthz/deep` and `/vendors` for those.
 #[derive(Serialize, ToSchema)]
 pub struct ReadyResponse {
-    /// `ready`, or `unavailable` when every system's breaker is open.
-    #[schema(example = "ready")]
-    pub status: String,
+    pub status: ReadyStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ready,
+    ShuttingDown,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeepHealthResponse {
+    pub status: DeepHealthStatus,
     pub systems: Vec<ReadySystem>,
+}
+
+/// `ok`: every breaker closed; `degraded`: some open or half-open; `down`: every one open.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeepHealthStatus {
+    Ok,
+    Degraded,
+    Down,
+}
+
+/// The `vendor` query parameter's documented values (the gateway ignores their case).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VendorParam {
+    Hpe,
+    Hp,
+    Cisco,
+    Ucs,
+    Dell,
 }
 
 struct BearerAuth;
@@ -120,13 +151,14 @@ impl Modify for BearerAuth {
         super::routes::purge_server,
         super::routes::list_vendors,
         super::routes::healthz,
+        super::routes::healthz_deep,
         super::routes::readyz,
         super::routes::metrics,
     ),
     components(schemas(
         ServerRecord, Bmc, Nic, Vendor, SystemKind, Problem, Failure, CandidateSchema,
         SystemStatusSchema, BreakerStateSchema, VendorsResponse, HealthResponse, ReadyResponse,
-        ReadySystem
+        ReadySystem, ReadyStatus, DeepHealthResponse, DeepHealthStatus, VendorParam
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -159,6 +191,7 @@ mod tests {
             "/servers/{name}/cache",
             "/vendors",
             "/healthz",
+            "/healthz/deep",
             "/readyz",
             "/metrics",
         ] {

@@ -45,7 +45,8 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
 }
 
-/// One system's failure, as a caller may see it (no credentials, no raw bodies beyond a snippet).
+/// One system's failure, as a caller may see it: `public_failure` for most callers, the full
+/// error (endpoint, client error, body snippet; never credentials) for `admin` ones.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     pub system: String,
@@ -70,6 +71,8 @@ pub mod types {
     pub const RATE_LIMITED: &str = "urn:inventory-gateway:problem:rate-limited";
     pub const BODY_TOO_LARGE: &str = "urn:inventory-gateway:problem:body-too-large";
     pub const HEADERS_TOO_LARGE: &str = "urn:inventory-gateway:problem:headers-too-large";
+    pub const METHOD_NOT_ALLOWED: &str = "urn:inventory-gateway:problem:method-not-allowed";
+    pub const INVALID_REQUEST: &str = "urn:inventory-gateway:problem:invalid-request";
 }
 
 impl Problem {
@@ -106,7 +109,9 @@ impl Problem {
         resp.json(self)
     }
 
-    pub fn from_lookup(err: &LookupError) -> Self {
+    /// `admin`: the caller holds the admin scope and is shown the failures in full (endpoints,
+    /// HTTP-client errors, upstream body snippets); everyone else gets `public_failure`.
+    pub fn from_lookup(err: &LookupError, admin: bool) -> Self {
         let searched = Some(err.searched().to_vec());
         match err {
             LookupError::NoSystemForVendor(v) => Problem::new(
@@ -165,26 +170,34 @@ impl Problem {
             },
             LookupError::Upstream { failures, .. } => {
                 let all = |f: fn(&BackendError) -> bool| failures.iter().all(f);
-                let (status, type_uri, title) =
-                    if all(|f| matches!(f, BackendError::Unavailable { .. })) {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            types::UNAVAILABLE,
-                            "Management system unavailable",
-                        )
-                    } else if all(|f| matches!(f, BackendError::Timeout { .. })) {
-                        (
-                            StatusCode::GATEWAY_TIMEOUT,
-                            types::UPSTREAM_TIMEOUT,
-                            "Management system timed out",
-                        )
+                let (status, type_uri, title) = if all(is_throttled) {
+                    // The gateway holding back (breaker open, no outbound slot) and appliances
+                    // answering 429 both mean "come back later", not "broken".
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        types::UNAVAILABLE,
+                        "Management system unavailable",
+                    )
+                } else if all(|f| matches!(f, BackendError::Timeout { .. })) {
+                    (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        types::UPSTREAM_TIMEOUT,
+                        "Management system timed out",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        types::UPSTREAM,
+                        "Management system error",
+                    )
+                };
+                let describe = |f: &BackendError| {
+                    if admin {
+                        f.to_string()
                     } else {
-                        (
-                            StatusCode::BAD_GATEWAY,
-                            types::UPSTREAM,
-                            "Management system error",
-                        )
-                    };
+                        public_failure(f)
+                    }
+                };
                 Problem {
                     searched,
                     failures: Some(
@@ -192,7 +205,7 @@ impl Problem {
                             .iter()
                             .map(|f| Failure {
                                 system: f.system().to_owned(),
-                                error: f.to_string(),
+                                error: describe(f),
                             })
                             .collect(),
                     ),
@@ -201,14 +214,46 @@ impl Problem {
                         status,
                         type_uri,
                         title,
-                        failures
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
+                        failures.iter().map(describe).collect::<Vec<_>>().join("; "),
                     )
                 }
             }
         }
+    }
+}
+
+/// Throttling, by the gateway (breaker open, outbound budget spent) or by the appliance (429).
+fn is_throttled(f: &BackendError) -> bool {
+    matches!(
+        f,
+        BackendError::Unavailable { .. } | BackendError::Status { status: 429, .. }
+    )
+}
+
+/// Which system failed and how, in words that carry no internals: no URL, no HTTP-client error
+/// chain, no upstream body. Those stay in the logs (and in admin callers' problems).
+pub fn public_failure(f: &BackendError) -> String {
+    let system = f.system();
+    match f {
+        BackendError::Connect { .. } => format!("{system}: connection failed"),
+        BackendError::Timeout { timeout, .. } => {
+            format!("{system}: timed out after {} ms", timeout.as_millis())
+        }
+        BackendError::Status { status: 429, .. } => {
+            format!("{system}: throttled the gateway (HTTP 429)")
+        }
+        BackendError::Status { status, .. } => format!("{system}: answered HTTP status {status}"),
+        BackendError::Auth { .. } => format!("{system}: refused the gateway's credentials"),
+        BackendError::Protocol { .. } => {
+            format!("{system}: sent an answer the gateway cannot read")
+        }
+        BackendError::Unassigned { profile, .. } => {
+            format!("{system}: server profile {profile} has no hardware assigned")
+        }
+        BackendError::Config { .. } => format!("{system}: misconfigured in the gateway"),
+        // The gateway's own words (circuit open, outbound budget spent): no internals.
+        BackendError::Unavailable { reason, .. } => format!("{system}: unavailable ({reason})"),
+        #[allow(unreachable_patterns)]
+        _ => format!("{system}: failed"),
     }
 }

@@ -1,5 +1,9 @@
 //! Inbound rate limit per client: a GCRA limiter (governor) keyed by the caller's bearer token,
 //! or by its peer IP when it sends none. Over the limit: 429 problem with `Retry-After`.
+//! The token is read by `auth::parse_credential`, the parser auth uses, so every spelling of a
+//! header that authenticates as T (`Bearer T`, `bearer  T`, `Bearer\tT`) draws on T's bucket.
+//! A second limiter, keyed by peer IP, counts failed authentications (`FailedAuthLimiter`):
+//! invalid tokens get fresh buckets above, so guessing is bounded there.
 //! (Written here rather than taken from actix-governor, which is GPL-3.0.)
 
 use std::collections::hash_map::RandomState;
@@ -13,13 +17,17 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage};
+use actix_web::{web, Error, HttpMessage, HttpResponse};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use secrecy::ExposeSecret;
+use std::net::IpAddr;
 
-use super::problem::Problem;
+use super::auth::{parse_credential, Credential};
+use super::problem::{types, Problem};
+use super::refusals::{RefusalKind, Refusals};
 use super::request_id::RequestId;
 use crate::config::InboundRateLimit;
 
@@ -57,14 +65,9 @@ impl InboundLimiter {
     }
 
     fn client_key(&self, req: &ServiceRequest) -> u64 {
-        let token = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match token {
-            Some(t) => self.hasher.hash_one(("token", t)),
-            None => {
+        match parse_credential(req.headers().get(AUTHORIZATION)) {
+            Credential::Bearer(t) => self.hasher.hash_one(("token", t.expose_secret())),
+            Credential::Absent | Credential::Malformed => {
                 let ip = req.peer_addr().map(|a| a.ip());
                 self.hasher.hash_one(("ip", ip))
             }
@@ -86,6 +89,62 @@ impl InboundLimiter {
             Err(not_until) => Err(not_until.wait_time_from(DefaultClock::default().now())),
         }
     }
+}
+
+/// Failed authentications per peer IP. Over its budget a peer's next failure is answered 429
+/// instead of 401, and costs no token comparison. Valid tokens are checked first and never
+/// counted, so a guesser cannot lock out callers with a real token, even behind the same NAT.
+pub struct FailedAuthLimiter {
+    limiter: RateLimiter<
+        Option<IpAddr>,
+        DefaultKeyedStateStore<Option<IpAddr>>,
+        DefaultClock,
+        governor::middleware::NoOpMiddleware,
+    >,
+    seen: AtomicU64,
+}
+
+impl FailedAuthLimiter {
+    pub fn new(config: &InboundRateLimit) -> Self {
+        let burst = NonZeroU32::new(config.failed_auth_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let period = Duration::try_from_secs_f64(1.0 / config.failed_auth_per_second)
+            .unwrap_or(Duration::from_secs(1));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        Self {
+            limiter: RateLimiter::keyed(quota),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one failure of `peer`; `Err(wait)` once it is over its budget.
+    pub fn check(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
+        if self
+            .seen
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(1024)
+            && self.limiter.len() > PRUNE_AT
+        {
+            self.limiter.retain_recent();
+        }
+        self.limiter
+            .check_key(&peer)
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+    }
+}
+
+/// The 429 problem both limiters answer.
+pub fn too_many(wait: Duration, instance: &str, rid: &str, detail: &str) -> HttpResponse {
+    let mut problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        types::RATE_LIMITED,
+        "Too many requests",
+        detail,
+    )
+    .at(instance, rid);
+    problem.retry_after = Some(wait);
+    problem.response()
 }
 
 fn header(name: &'static str, value: String) -> Option<(HeaderName, HeaderValue)> {
@@ -114,28 +173,24 @@ pub async fn middleware(
             Ok(res)
         }
         Err(wait) => {
-            tracing::info!(
-                wait_ms = wait.as_millis() as u64,
-                "inbound rate limit: request refused"
-            );
+            if let Some(r) = req.app_data::<web::Data<Refusals>>() {
+                r.count(RefusalKind::RateLimited);
+            }
             let rid = req
                 .extensions()
                 .get::<RequestId>()
                 .map(|r| r.0.clone())
                 .unwrap_or_default();
-            let mut problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "urn:inventory-gateway:problem:rate-limited",
-                "Too many requests",
-                format!(
+            let mut resp = too_many(
+                wait,
+                req.path(),
+                &rid,
+                &format!(
                     "this client may send {} requests in a burst; retry after {} ms",
                     limiter.burst,
                     wait.as_millis()
                 ),
-            )
-            .at(req.path(), &rid);
-            problem.retry_after = Some(wait);
-            let mut resp = problem.response();
+            );
             let reset = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             let extra = [
                 limit,

@@ -1,5 +1,6 @@
 //! `X-Request-Id`: taken from the caller when it is a sane token, generated otherwise, echoed on
 //! the response and carried by the request's tracing span so every log line of a request has it.
+//! The access-log line is written here, outermost, once the final status is known.
 
 use std::future::{ready, Ready};
 use std::time::Instant;
@@ -8,8 +9,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
 use tracing::Instrument;
+
+use super::access_log::AccessLog;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -71,11 +74,12 @@ pub async fn middleware(
         res.headers_mut()
             .insert(HeaderName::from_static(HEADER), value);
     }
-    let status = res.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.record("status", status);
-    span.record("latency_ms", latency_ms);
-    span.in_scope(|| tracing::info!(status, latency_ms, "request completed"));
+    let elapsed = started.elapsed();
+    span.record("status", res.status().as_u16());
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    if let Some(log) = res.request().app_data::<web::Data<AccessLog>>() {
+        log.record(&res, &id.0, elapsed);
+    }
     Ok(res)
 }
 

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::auth::Caller;
 use super::problem::{types, Problem};
 use super::request_id::RequestId;
 use crate::domain::{DomainError, ServerName, Vendor};
@@ -11,8 +12,8 @@ use crate::lookup::{CallerKey, LookupService};
 use crate::metrics::Metrics;
 use crate::resilience::BreakerState;
 
+/// Unknown parameters are ignored, so that cache busters (`?_=1`) and tracing tags work.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ServerQuery {
     vendor: Option<String>,
     refresh: Option<bool>,
@@ -33,7 +34,7 @@ struct ServerQuery {
     params(
         ("name" = String, Path, description = "Server name: 1-128 characters of `[A-Za-z0-9._:-]`, matched case-insensitively.",
             pattern = "^[A-Za-z0-9._:-]{1,128}$", example = "hpe-synergy-001"),
-        ("vendor" = Option<String>, Query, description = "Ask only this vendor's systems: `hpe` (alias `hp`), `cisco` (alias `ucs`), `dell`; case-insensitive."),
+        ("vendor" = Option<super::openapi::VendorParam>, Query, description = "Ask only this vendor's systems: `hpe` (alias `hp`), `cisco` (alias `ucs`), `dell`. The gateway also accepts any letter case (`HPE`), which the enum does not list."),
         ("refresh" = Option<bool>, Query, description = "Bypass the cache (the lookup is still coalesced with identical ones under way)."),
     ),
     responses(
@@ -49,13 +50,13 @@ struct ServerQuery {
                 ("cisco" = (summary = "Cisco UCS Manager", value = json!(super::openapi::example(super::openapi::EXAMPLE_CISCO)))),
                 ("dell" = (summary = "Dell OpenManage Enterprise", value = json!(super::openapi::example(super::openapi::EXAMPLE_DELL)))),
             )),
-        (status = 400, description = "Invalid name, vendor or query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid name, vendor or query parameter (unknown parameters are ignored)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown bearer token (`WWW-Authenticate` says which)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Not in any searched system, or no system for the vendor", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name matches servers in more than one system (`candidates`), or its profile has no hardware", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited, or too many lookups in flight for this caller; see `Retry-After`", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "A system answered garbage or an error (`failures`)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Every relevant system is unavailable (breaker open or throttled); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "A system answered garbage or an error (`failures`; full internals for `admin` callers only)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Every relevant system is unavailable (breaker open, gateway budget spent, or the system answered 429); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "The systems did not answer in time", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -100,7 +101,10 @@ pub async fn get_server(
         }
         Err(e) => {
             tracing::info!(server = %name, error = %e, "lookup failed");
-            Problem::from_lookup(&e).at(&instance, &rid.0).response()
+            let admin = req.extensions().get::<Caller>().is_some_and(|c| c.admin);
+            Problem::from_lookup(&e, admin)
+                .at(&instance, &rid.0)
+                .response()
         }
     }
 }
@@ -185,33 +189,79 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the config is loaded and at least one system can be asked (its breaker is not
-/// open). Open without a token unless configured otherwise.
+/// Upstream health, for people and dashboards, never for probes: each system's breaker state.
+/// `ok` when every breaker is closed, `degraded` when some are not, `down` when all are open
+/// (still 200: the gateway serves stale records then, and it is not this report's job to take
+/// it out of service). Needs a `read` token.
+#[utoipa::path(
+    get,
+    path = "/healthz/deep",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Each system's breaker state", body = super::openapi::DeepHealthResponse),
+        (status = 401, description = "No or unknown bearer token", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn healthz_deep(lookup: web::Data<LookupService>) -> HttpResponse {
+    let statuses = lookup.statuses();
+    let open = statuses
+        .iter()
+        .filter(|s| s.breaker == BreakerState::Open)
+        .count();
+    let closed = statuses
+        .iter()
+        .filter(|s| s.breaker == BreakerState::Closed)
+        .count();
+    let status = if closed == statuses.len() {
+        "ok"
+    } else if open == statuses.len() {
+        "down"
+    } else {
+        "degraded"
+    };
+    let systems: Vec<_> = statuses
+        .iter()
+        .map(|s| serde_json::json!({ "name": s.name, "kind": s.kind, "breaker": s.breaker }))
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "status": status, "systems": systems }))
+}
+
+/// Readiness: this process can serve (config loaded, listener up, not shutting down). Never
+/// upstream health: with every system down the gateway still answers from its cache, and a
+/// probe that failed then would take every replica out at once. Open without a token unless
+/// configured otherwise.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Ready; the systems and their breaker states", body = super::openapi::ReadyResponse),
-        (status = 503, description = "Every system's breaker is open", body = super::openapi::ReadyResponse),
+        (status = 200, description = "Ready", body = super::openapi::ReadyResponse),
+        (status = 503, description = "Shutting down", body = super::openapi::ReadyResponse),
     )
 )]
-pub async fn readyz(lookup: web::Data<LookupService>) -> HttpResponse {
-    let statuses = lookup.statuses();
-    let usable = statuses.iter().any(|s| s.breaker != BreakerState::Open);
-    let systems: Vec<_> = statuses
-        .iter()
-        .map(|s| serde_json::json!({ "name": s.name, "kind": s.kind, "breaker": s.breaker }))
-        .collect();
-    let body = serde_json::json!({
-        "status": if usable { "ready" } else { "unavailable" },
-        "systems": systems,
-    });
-    if usable {
-        HttpResponse::Ok().json(body)
+pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+    if readiness.is_shutting_down() {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "shutting_down" }))
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    }
+}
+
+/// Whether the process is still taking new work; flipped once, when shutdown begins.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+impl Readiness {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -257,4 +307,46 @@ pub async fn not_found(req: HttpRequest, rid: RequestId) -> HttpResponse {
     )
     .at(req.path(), &rid.0)
     .response()
+}
+
+/// 405 for a method the route does not declare, with the `Allow` it does.
+pub fn method_not_allowed(allow: &'static str) -> actix_web::Route {
+    web::to(move |req: HttpRequest, rid: RequestId| async move {
+        let mut resp = Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            types::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            format!(
+                "{} is not allowed on {}; use {allow}",
+                req.method(),
+                req.path()
+            ),
+        )
+        .at(req.path(), &rid.0)
+        .response();
+        resp.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        resp
+    })
+}
+
+/// problem+json for requests actix's extractors refuse (path, query, JSON body), instead of
+/// actix's plain-text 400.
+pub fn extractor_problem(
+    req: &HttpRequest,
+    status: StatusCode,
+    title: &str,
+    detail: String,
+) -> actix_web::Error {
+    let rid = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let resp = Problem::new(status, types::INVALID_REQUEST, title, detail)
+        .at(req.path(), &rid)
+        .response();
+    actix_web::error::InternalError::from_response(title.to_owned(), resp).into()
 }

@@ -20,10 +20,11 @@ fn init() {
     INIT.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
         if std::env::var_os("TEST_LOG").is_some() {
-            inventory_gateway::telemetry::init(
+            // Kept for the whole test binary: dropping it would stop the log writer.
+            std::mem::forget(inventory_gateway::telemetry::init(
                 inventory_gateway::telemetry::LogFormat::Pretty,
                 "debug",
-            );
+            ));
         }
     });
 }
@@ -32,6 +33,8 @@ pub struct TestStack {
     pub gateway: String,
     pub client: reqwest::Client,
     pub sims: HashMap<SystemKind, SimHandle>,
+    /// The gateway's readiness, to begin a shutdown as SIGTERM would.
+    pub readiness: std::sync::Arc<inventory_gateway::http::routes::Readiness>,
     handle: ServerHandle,
     dir: std::path::PathBuf,
 }
@@ -105,11 +108,13 @@ pub async fn spawn_stack(opts: StackOptions) -> TestStack {
     let app = Application::build(&config).expect("gateway builds");
     let gateway = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let readiness = app.readiness();
     tokio::spawn(app.run_until_stopped());
     TestStack {
         gateway,
         client: bearer_client(READ_TOKEN),
         sims: sims.into_iter().map(|s| (s.kind, s)).collect(),
+        readiness,
         handle,
         dir,
     }

@@ -2,6 +2,7 @@
 //! simulators over HTTP.
 
 mod ambiguity;
+mod errors;
 mod fairness;
 mod faults;
 mod helpers;

@@ -147,7 +147,8 @@ async fn the_served_spec_is_the_committed_one_and_its_examples_are_real() {
         assert_eq!(live, example, "openapi/examples for {name} is out of date");
     }
 
-    // The hand-written schemas of /vendors and /readyz have exactly the served fields.
+    // The hand-written schemas of /vendors, /readyz and /healthz/deep have exactly the served
+    // fields.
     let schemas = &committed["components"]["schemas"];
     let keys = |v: &Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
@@ -161,8 +162,13 @@ async fn the_served_spec_is_the_committed_one_and_its_examples_are_real() {
     );
     let ready: Value = stack.get("/readyz").await.json().await.unwrap();
     assert_eq!(keys(&ready), keys(&schemas["ReadyResponse"]["properties"]));
+    let deep: Value = stack.get("/healthz/deep").await.json().await.unwrap();
     assert_eq!(
-        keys(&ready["systems"][0]),
+        keys(&deep),
+        keys(&schemas["DeepHealthResponse"]["properties"])
+    );
+    assert_eq!(
+        keys(&deep["systems"][0]),
         keys(&schemas["ReadySystem"]["properties"])
     );
     stack.stop().await;
@@ -226,18 +232,23 @@ async fn metrics_count_lookups_per_system_by_route_template() {
     stack.stop().await;
 }
 
+/// Defect 3: readiness used to follow the breakers, so a total outage took every replica out
+/// of service exactly while it was serving stale records.
 #[tokio::test]
-async fn readiness_lists_systems_and_fails_when_every_breaker_is_open() {
+async fn readiness_stays_200_through_a_total_outage_while_stale_records_are_served() {
     let stack = spawn_stack(StackOptions {
-        extra:
-            "[retry]\nmax_attempts = 1\n[breaker]\nconsecutive_failures = 1\nopen_for = \"1h\"\n"
-                .into(),
+        extra: "[cache]\nttl = \"1s\"\n[retry]\nmax_attempts = 1\n\
+                [breaker]\nconsecutive_failures = 1\nopen_for = \"1h\"\n"
+            .into(),
         ..Default::default()
     })
     .await;
-    let ready: Value = stack.get("/readyz").await.json().await.unwrap();
-    assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["systems"].as_array().unwrap().len(), 3);
+    let names: Vec<String> = KINDS.iter().map(|&k| first_name(&stack, k)).collect();
+    for name in &names {
+        assert_eq!(stack.get(&format!("/servers/{name}")).await.status(), 200);
+    }
+    let deep: Value = stack.get("/healthz/deep").await.json().await.unwrap();
+    assert_eq!(deep["status"], "ok");
     for kind in KINDS {
         stack
             .set_faults(
@@ -246,18 +257,56 @@ async fn readiness_lists_systems_and_fails_when_every_breaker_is_open() {
             )
             .await;
     }
-    assert_eq!(stack.get("/servers/anything-at-all").await.status(), 502);
-    let resp = stack.get("/readyz").await;
-    assert_eq!(resp.status(), 503);
-    let ready: Value = resp.json().await.unwrap();
-    assert_eq!(ready["status"], "unavailable");
-    assert!(ready["systems"]
+    // Fresh records would be served from the cache without asking: wait them out (observed,
+    // not slept for a guessed time).
+    for name in &names {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let resp = stack.get(&format!("/servers/{name}?refresh=false")).await;
+            if resp.headers()["x-cache"] == "stale" {
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["stale"], true);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} never went stale");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Nothing cached for this one: every breaker is open, so 503 (not a readiness matter).
+    assert_eq!(stack.get("/servers/never-cached-name").await.status(), 503);
+    let deep: Value = stack.get("/healthz/deep").await.json().await.unwrap();
+    assert_eq!(deep["status"], "down", "{deep}");
+    assert!(deep["systems"]
         .as_array()
         .unwrap()
         .iter()
         .all(|s| s["breaker"] == "open"));
-    // Liveness does not depend on the systems.
+    let vendors: Value = stack.get("/vendors").await.json().await.unwrap();
+    assert!(vendors["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["breaker"] == "open"));
+
+    let resp = stack.get("/readyz").await;
+    assert_eq!(
+        resp.status(),
+        200,
+        "every breaker open must not mean not-ready"
+    );
+    let ready: Value = resp.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
     assert_eq!(stack.get("/healthz").await.status(), 200);
+
+    // Shutting down is the one thing that makes the process not ready.
+    stack.readiness.begin_shutdown();
+    let resp = stack.get("/readyz").await;
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.unwrap();
+    assert_eq!(ready["status"], "shutting_down");
+    // ...while it still serves what it can until the drain.
+    let resp = stack.get(&format!("/servers/{}", names[0])).await;
+    assert_eq!(resp.status(), 200);
     stack.stop().await;
 }
 
