@@ -1,0 +1,357 @@
+"""Drop-in migration from the kopf operator (issue 10): the old repository's documented CRs and the
+objects the old operator created for them (migration_fixtures/old_state, rendered the way its
+yaml_generators.py renders them), reconciled by the real controller process against the emulator,
+the real gateway and simulators that hold the servers those CRs name (migration_fixtures/
+inventory.json). Every wait polls observable state with a deadline.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CONTROLLER_NS, NS, demo_gateway, wait_for
+
+FIXTURES = Path(__file__).resolve().parent / "migration_fixtures"
+OLD_FINALIZER = "bmhgenerator.infra.example.com/finalizer"
+KOPF_MARKER = "kopf.zalando.org/KopfFinalizerMarker"
+OUR_FINALIZER = "infra.example.com/bmhgen-finalizer"
+GENERATOR_LABEL = "infra.example.com/generator"
+GENERATOR_NAMESPACE_LABEL = "infra.example.com/generator-namespace"
+PLURALS = {"BareMetalHostGenerator": "baremetalhostgenerators", "BareMetalHost": "baremetalhosts",
+           "Secret": "secrets", "NMStateConfig": "nmstateconfigs"}
+WITH_STATUS = {"BareMetalHostGenerator", "BareMetalHost"}
+# The old Helm chart's Deployment environment (values.yaml defaults, `quote`d by the template).
+OLD_HELM_ENV = {"LOG_LEVEL": "INFO", "MAX_AVAILABLE_SERVERS": "20", "BUFFER_CHECK_INTERVAL": "30",
+                "DELETE_RESOURCES_ON_DELETE": "true"}
+RECONCILE_TIMEOUT = 45.0
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    """Overrides conftest's fleet: the simulators hold the servers the documented CRs name."""
+    yield from demo_gateway("--inventory", str(FIXTURES / "inventory.json"))
+
+
+def inventory_macs(server):
+    inv = json.loads((FIXTURES / "inventory.json").read_text())
+    for servers in inv.values():
+        for s in servers:
+            if s["name"] == server:
+                return [n["mac"] for n in s["nics"]]
+    raise KeyError(server)
+
+
+def old_state(*prefixes):
+    """The fixture documents (every file, or those whose name starts with one of `prefixes`)."""
+    docs = []
+    for path in sorted((FIXTURES / "old_state").glob("*.yaml")):
+        if not prefixes or path.name.startswith(prefixes):
+            docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
+    return docs
+
+
+def load(cluster, docs):
+    """Writes the old state as the old operator left it: objects, then their status through the
+    status subresource (a create drops it, as the API server does). Returns what was stored."""
+    stored = {}
+    for doc in docs:
+        kind, meta = doc["kind"], doc["metadata"]
+        body = {k: v for k, v in doc.items() if k != "status"}
+        obj = cluster.create(PLURALS[kind], meta["namespace"], body)
+        if kind in WITH_STATUS and "status" in doc:
+            obj = cluster.merge(PLURALS[kind], meta["namespace"], meta["name"],
+                                {"status": doc["status"]}, sub="status")
+        stored[(kind, meta["namespace"], meta["name"])] = obj
+    return stored
+
+
+def of_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def mount_profiles(tmp_path):
+    """The old ConfigMap's `profiles.yaml` key as a file, the way the kubelet mounts it."""
+    cm = yaml.safe_load((FIXTURES / "configmap-bmh-server-profiles.yaml").read_text())
+    path = tmp_path / "config" / "profiles.yaml"
+    path.parent.mkdir()
+    path.write_text(cm["data"]["profiles.yaml"])
+    return path
+
+
+def reconciled(cluster, ns, name):
+    """The controller has written this generator's status for its current generation and carries
+    its own finalizer (the old status alone already says Completed or Failed)."""
+    g = cluster.get("baremetalhostgenerators", ns, name)
+    if g is None:
+        return None
+    st = g.get("status") or {}
+    done = (st.get("observedGeneration") == g["metadata"]["generation"]
+            and OUR_FINALIZER in (g["metadata"].get("finalizers") or []))
+    return g if done else None
+
+
+def wait_reconciled(cluster, ns, name, timeout=RECONCILE_TIMEOUT):
+    return wait_for(f"{ns}/{name} reconciled by the controller",
+                    lambda: reconciled(cluster, ns, name), timeout=timeout)
+
+
+def names(objs):
+    return sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs)
+
+
+def user_secrets(cluster):
+    return [s for s in cluster.list_all("secrets")
+            if s["metadata"]["namespace"] != CONTROLLER_NS]
+
+
+def assert_ours(obj, gen):
+    labels = obj["metadata"].get("labels") or {}
+    where = f'{obj["kind"]} {obj["metadata"]["namespace"]}/{obj["metadata"]["name"]}'
+    assert labels.get(GENERATOR_LABEL) == gen["metadata"]["name"], (where, labels)
+    assert labels.get(GENERATOR_NAMESPACE_LABEL) == gen["metadata"]["namespace"], (where, labels)
+
+
+def generator_of(docs, target_ns, server):
+    for g in of_kind(docs, "BareMetalHostGenerator"):
+        spec = g["spec"]
+        if spec.get("serverName", g["metadata"]["name"]) == server and \
+                spec.get("namespace", g["metadata"]["namespace"]) == target_ns:
+            return g
+    raise KeyError((target_ns, server))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_documented_crs_are_adopted_in_place(cluster, start_controller, tmp_path):
+    docs = old_state()
+    before = load(cluster, docs)
+    gens = of_kind(docs, "BareMetalHostGenerator")
+    # The old Helm chart's settings as they were; the old Deployment set no RUST_LOG.
+    start_controller(RUST_LOG=None, SERVER_PROFILES_PATH=mount_profiles(tmp_path), **OLD_HELM_ENV)
+
+    for g in gens:
+        wait_reconciled(cluster, g["metadata"]["namespace"], g["metadata"]["name"])
+
+    # Nothing duplicated, nothing recreated: exactly the old hosts, Secrets and NMStateConfigs,
+    # with the uids the old operator's objects had.
+    for kind, listed in (("BareMetalHost", cluster.list_all("baremetalhosts")),
+                         ("Secret", user_secrets(cluster)),
+                         ("NMStateConfig", cluster.list_all("nmstateconfigs"))):
+        assert names(listed) == names(of_kind(docs, kind)), kind
+        for obj in listed:
+            key = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
+            assert obj["metadata"]["uid"] == before[key]["metadata"]["uid"], key
+            gen = generator_of(docs, key[1], obj["metadata"]["name"].split("-cred-")[-1]
+                               .removeprefix("nmstate-config-"))
+            assert_ours(obj, gen)
+
+    hosts = cluster.list_all("baremetalhosts")
+    macs = [h["spec"]["bootMACAddress"].lower() for h in hosts]
+    assert len(macs) == len(set(macs)), "two BareMetalHosts with one MAC"
+    for old in of_kind(docs, "BareMetalHost"):
+        new = cluster.get("baremetalhosts", old["metadata"]["namespace"], old["metadata"]["name"])
+        # baremetal-operator v0.11 compares these exactly: byte for byte as the vendor gave them.
+        assert new["spec"]["bootMACAddress"] == old["spec"]["bootMACAddress"]
+        assert new["spec"]["bmc"] == old["spec"]["bmc"]
+        for k, v in old["metadata"]["labels"].items():
+            assert new["metadata"]["labels"].get(k) == v, k
+    for old in of_kind(docs, "Secret"):
+        new = cluster.get("secrets", old["metadata"]["namespace"], old["metadata"]["name"])
+        assert new["data"] == old["data"]
+
+    nm = cluster.get("nmstateconfigs", "inventory", "nmstate-config-ocp4-test1")
+    iface, vlan = nm["spec"]["config"]["interfaces"]
+    assert (iface["name"], iface["mac-address"].lower()) == ("eno12399np0", "b0:26:28:4d:30:0a")
+    assert (vlan["name"], vlan["vlan"]) == ("eno12399np0.24", {"base-iface": "eno12399np0", "id": 24})
+    assert [(i["name"], i["macAddress"].lower()) for i in nm["spec"]["interfaces"]] == \
+        [("eno12399np0", "b0:26:28:4d:30:0a")]
+
+    for g in gens:
+        ns, name = g["metadata"]["namespace"], g["metadata"]["name"]
+        now = cluster.get("baremetalhostgenerators", ns, name)
+        fins = now["metadata"].get("finalizers") or []
+        assert OLD_FINALIZER not in fins and KOPF_MARKER not in fins, (name, fins)
+        st, old_st = now["status"], g["status"]
+        if old_st["phase"] != "Completed":
+            continue
+        assert st["phase"] == "Completed", (name, st)
+        assert st["bmhName"] == old_st["bmhName"] and st["bmhNamespace"] == old_st["bmhNamespace"]
+        assert st["ipmiAddress"] == old_st["ipmiAddress"], "ipmiAddress is the bare BMC IP"
+        assert st["macAddress"].lower() == old_st["macAddress"].lower()
+        if "vlanId" in old_st:
+            assert str(st["vlanId"]) == old_st["vlanId"]
+
+    # README's CR names "ESXi-Host-01", not a DNS-1123 name: Failed, saying so in the
+    # controller's own words, and no object under an invented name.
+    st = cluster.get("baremetalhostgenerators", "default", "worker-01")["status"]
+    old_message = generator_of(docs, "default", "ESXi-Host-01")["status"]["message"]
+    assert st["phase"] == "Failed" and st["message"] != old_message, st
+    assert "ESXi-Host-01" in st["message"], st
+
+
+@pytest.mark.parametrize("variable", ["SERVER_PROFILES_PATH", "PROFILE_RULES_FILE"])
+def test_the_old_profiles_file_chooses_nic_and_mac(cluster, start_controller, tmp_path, variable):
+    # (server, index into the vendor's NIC list, nic_name). Each NIC is its own OME card, where the
+    # old `mac_index` (card, first port, first partition) and a flat index agree; the boot NIC is
+    # index 1 on every one, which no entry picks.
+    cases = [
+        ("ocp4-h100-01", 2, "ens8f0np0"),          # pattern, numeric index
+        ("ocp4-10tb-03", 4, "ens2f0np0"),          # "last"
+        ("ocp4-xl-04", 3, "ens5f0np0"),            # "XL" matches "xl"; listed after the default
+        ("ocp4-plain-05", 0, "eno12399np0"),       # no pattern: the default entry, "first"
+        ("ocp4-h200-h100-06", 2, "ens8f0np0"),     # h100 and h200 match: the first entry wins
+    ]
+    start_controller(**{variable: mount_profiles(tmp_path)})
+    for server, _, _ in cases:
+        cluster.create("baremetalhostgenerators", NS, {
+            "apiVersion": "infra.example.com/v1alpha1", "kind": "BareMetalHostGenerator",
+            "metadata": {"name": f"gen-{server}", "namespace": NS,
+                         "annotations": {"server_vendor": "DELL", "vlanId": "30"}},
+            "spec": {"serverName": server, "infraEnv": "env"}})
+
+    for server, index, nic in cases:
+        g = wait_reconciled(cluster, NS, f"gen-{server}")
+        assert g["status"]["phase"] == "Completed", g["status"]
+        mac = inventory_macs(server)[index]
+        bmh = cluster.get("baremetalhosts", NS, server)
+        assert bmh is not None, f"no BareMetalHost named after serverName {server}"
+        assert bmh["spec"]["bootMACAddress"].lower() == mac, server
+        nm = cluster.get("nmstateconfigs", NS, f"nmstate-config-{server}")
+        assert nm is not None, f"no NMStateConfig for {server} (vlanId annotation)"
+        iface, vlan = nm["spec"]["config"]["interfaces"]
+        assert (iface["name"], iface["mac-address"].lower()) == (nic, mac), server
+        assert vlan["name"] == f"{nic}.30" and vlan["vlan"] == {"base-iface": nic, "id": 30}
+        assert [(i["name"], i["macAddress"].lower()) for i in nm["spec"]["interfaces"]] == \
+            [(nic, mac)]
+    assert len(cluster.list_all("baremetalhosts")) == len(cases)
+
+
+@pytest.mark.parametrize("variable", ["SERVER_PROFILES_PATH", "PROFILE_RULES_FILE"])
+def test_a_profiles_file_of_unknown_format_stops_the_controller(cluster, start_controller,
+                                                                 variable):
+    bad = FIXTURES / "profiles-unknown-format.yaml"
+    ctl = start_controller(wait_ready=False, **{variable: bad})
+    wait_for("the controller to refuse the file", lambda: ctl.proc.poll() is not None,
+             timeout=30)
+    assert ctl.proc.returncode != 0
+    assert str(bad) in ctl.log() or bad.name in ctl.log(), ctl.log()
+
+
+@pytest.mark.parametrize("setting, deletes", [
+    (None, True), ("true", True), ("yes", True), ("On", True), ("1", True),
+    ("false", False), ("no", False), ("0", False),
+])
+def test_deleting_a_migrated_cr_completes_and_honours_the_setting(cluster, start_controller,
+                                                                   setting, deletes):
+    docs = old_state("2-")  # the Dell CR: host, Secret and NMStateConfig
+    before = load(cluster, docs)
+    start_controller(DELETE_RESOURCES_ON_DELETE=setting)
+    wait_reconciled(cluster, "inventory", "dell-server-01")
+
+    cluster.delete("baremetalhostgenerators", "inventory", "dell-server-01")
+    wait_for("the generator deleted (the old finalizer does not hold it)",
+             lambda: cluster.get("baremetalhostgenerators", "inventory", "dell-server-01")
+             is None, timeout=RECONCILE_TIMEOUT)
+    left = [(k, ns, n) for (k, ns, n) in before if k != "BareMetalHostGenerator"]
+    if deletes:
+        wait_for("host, Secret and NMStateConfig deleted",
+                 lambda: all(cluster.get(PLURALS[k], ns, n) is None for k, ns, n in left))
+    else:
+        for k, ns, n in left:
+            obj = cluster.get(PLURALS[k], ns, n)
+            assert obj is not None and obj["metadata"]["uid"] == before[(k, ns, n)]["metadata"]["uid"], \
+                (k, n, "kept with DELETE_RESOURCES_ON_DELETE", setting)
+
+
+def test_the_old_redeploy_annotation_recreates_the_host(cluster, gateway, start_controller):
+    docs = old_state("3-")  # Cisco: CR in default, host in baremetal
+    before = load(cluster, docs)
+    start_controller()
+    wait_reconciled(cluster, "default", "cisco-server-01")
+    old_uid = before[("BareMetalHost", "baremetal", "my-ucs-server")]["metadata"]["uid"]
+
+    cluster.merge("baremetalhostgenerators", "default", "cisco-server-01",
+                  {"metadata": {"annotations": {"redeploy": "true"}}})
+
+    def redeployed():
+        g = cluster.get("baremetalhostgenerators", "default", "cisco-server-01")
+        host = cluster.get("baremetalhosts", "baremetal", "my-ucs-server")
+        return ("redeploy" not in (g["metadata"].get("annotations") or {})
+                and g.get("status", {}).get("phase") == "Completed"
+                and host is not None and host["metadata"]["uid"] != old_uid and host)
+
+    host = wait_for("a new host and the annotation removed", redeployed, timeout=RECONCILE_TIMEOUT)
+    assert host["spec"]["bootMACAddress"].lower() == inventory_macs("my-ucs-server")[0]
+    assert names(cluster.list_all("baremetalhosts")) == [("baremetal", "my-ucs-server")]
+    assert_ours(host, docs[0])
+    assert cluster.get("secrets", "baremetal", "cisco-cred-my-ucs-server") is not None
+
+
+@pytest.mark.parametrize("case", ["same MAC, as the vendor writes it", "same MAC, lower case",
+                                  "same BMC address"])
+def test_a_host_with_the_same_mac_or_bmc_fails_the_generator(cluster, start_controller, case):
+    mac = inventory_macs("ocp4-dup-01")[0]
+    spec = {"online": True, "bootMACAddress": "00:25:B5:99:99:01",
+            "bmc": {"address": "ipmi://10.20.9.9:623", "credentialsName": "rack7-node3-bmc"}}
+    if case.startswith("same MAC"):
+        spec["bootMACAddress"] = mac.upper() if "vendor" in case else mac
+    else:
+        spec["bmc"]["address"] = "ipmi://10.20.1.13:623"
+    other = cluster.create("baremetalhosts", "default", {
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "rack7-node3", "namespace": "default"}, "spec": spec})
+    start_controller()
+    cluster.create("baremetalhostgenerators", "default", {
+        "apiVersion": "infra.example.com/v1alpha1", "kind": "BareMetalHostGenerator",
+        "metadata": {"name": "dup", "namespace": "default",
+                     "annotations": {"server_vendor": "CISCO"}},
+        "spec": {"serverName": "ocp4-dup-01", "infraEnv": "env"}})
+
+    g = wait_reconciled(cluster, "default", "dup")
+    assert g["status"]["phase"] == "Failed", g["status"]
+    assert "rack7-node3" in g["status"]["message"], g["status"]
+    assert names(cluster.list_all("baremetalhosts")) == [("default", "rack7-node3")]
+    now = cluster.get("baremetalhosts", "default", "rack7-node3")
+    assert now["metadata"]["resourceVersion"] == other["metadata"]["resourceVersion"]
+
+
+@pytest.mark.parametrize("old, new", [
+    (("BUFFER_CHECK_INTERVAL", "30"), ("RESYNC_INTERVAL", "30s")),
+    (("SERVER_PROFILES_PATH", "config/profiles.yaml"), ("PROFILE_RULES_FILE", "config/profiles.yaml")),
+])
+def test_a_setting_spelled_both_ways_is_refused_naming_both(cluster, start_controller, tmp_path,
+                                                            old, new):
+    mount_profiles(tmp_path)
+    env = {k: (str(tmp_path / v) if v.startswith("config/") else v) for k, v in (old, new)}
+    ctl = start_controller(wait_ready=False, **env)
+    wait_for("the controller to refuse", lambda: ctl.proc.poll() is not None, timeout=30)
+    assert ctl.proc.returncode != 0
+    assert old[0] in ctl.log() and new[0] in ctl.log(), ctl.log()
+
+
+def log_levels(ctl):
+    levels = []
+    for line in Path(ctl.proc.log_path).read_text(errors="replace").splitlines():
+        try:
+            levels.append(str(json.loads(line).get("level", "")).upper())
+        except ValueError:
+            continue
+    return levels
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "WARNING"])
+def test_log_level_is_read_with_its_old_names(cluster, start_controller, level):
+    ctl = start_controller(RUST_LOG=None, LOG_LEVEL=level)
+    cluster.create("baremetalhostgenerators", NS, {
+        "apiVersion": "infra.example.com/v1alpha1", "kind": "BareMetalHostGenerator",
+        "metadata": {"name": "logged", "namespace": NS},
+        "spec": {"serverName": "my-server-01", "infraEnv": "env"}})
+    g = wait_reconciled(cluster, NS, "logged")
+    assert g["status"]["phase"] == "Completed", g["status"]
+    if level == "DEBUG":
+        wait_for("a DEBUG line", lambda: "DEBUG" in log_levels(ctl), timeout=10)
+    else:
+        assert not {"INFO", "DEBUG", "TRACE"} & set(log_levels(ctl)), ctl.log()
