@@ -81,13 +81,15 @@ def mount_profiles(tmp_path):
 
 
 def reconciled(cluster, ns, name):
-    """The controller has written this generator's status for its current generation and carries
-    its own finalizer (the old status alone already says Completed or Failed)."""
+    """The controller has settled this generator (Completed or Failed) for its current generation
+    and carries its own finalizer. The old operator never wrote observedGeneration, so its status
+    (already Completed or Failed) cannot pass for the controller's."""
     g = cluster.get("baremetalhostgenerators", ns, name)
     if g is None:
         return None
     st = g.get("status") or {}
     done = (st.get("observedGeneration") == g["metadata"]["generation"]
+            and st.get("phase") in ("Completed", "Failed")
             and OUR_FINALIZER in (g["metadata"].get("finalizers") or []))
     return g if done else None
 
@@ -125,6 +127,21 @@ def generator_of(docs, target_ns, server):
 # ---------------------------------------------------------------------------------------------
 
 
+class Findings:
+    """Collects every broken promise of one scenario, so that a failure lists all of them."""
+
+    def __init__(self):
+        self.items = []
+
+    def check(self, ok, what):
+        if not ok:
+            self.items.append(str(what))
+        return ok
+
+    def assert_none(self):
+        assert not self.items, f"{len(self.items)} finding(s):\n- " + "\n- ".join(self.items)
+
+
 def test_the_documented_crs_are_adopted_in_place(cluster, start_controller, tmp_path):
     docs = old_state()
     before = load(cluster, docs)
@@ -134,62 +151,96 @@ def test_the_documented_crs_are_adopted_in_place(cluster, start_controller, tmp_
 
     for g in gens:
         wait_reconciled(cluster, g["metadata"]["namespace"], g["metadata"]["name"])
+    f = Findings()
 
     # Nothing duplicated, nothing recreated: exactly the old hosts, Secrets and NMStateConfigs,
-    # with the uids the old operator's objects had.
+    # with the uids the old operator's objects had, plus the objects of the CR it had buffered.
+    released = {("BareMetalHost", "inventory", "ocp4-h100-01"),
+                ("Secret", "inventory", "dell-cred-ocp4-h100-01"),
+                ("NMStateConfig", "inventory", "nmstate-config-ocp4-h100-01")}
     for kind, listed in (("BareMetalHost", cluster.list_all("baremetalhosts")),
                          ("Secret", user_secrets(cluster)),
                          ("NMStateConfig", cluster.list_all("nmstateconfigs"))):
-        assert names(listed) == names(of_kind(docs, kind)), kind
+        expected = sorted(names(of_kind(docs, kind))
+                          + [(ns, n) for k, ns, n in released if k == kind])
+        f.check(names(listed) == expected,
+                f"{kind}s: expected exactly {expected}, found {names(listed)}")
         for obj in listed:
             key = (kind, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            assert obj["metadata"]["uid"] == before[key]["metadata"]["uid"], key
+            if key in before:
+                f.check(obj["metadata"]["uid"] == before[key]["metadata"]["uid"],
+                        f"{key} was recreated, not adopted")
+            elif key not in released:
+                continue
             gen = generator_of(docs, key[1], obj["metadata"]["name"].split("-cred-")[-1]
                                .removeprefix("nmstate-config-"))
-            assert_ours(obj, gen)
+            labels = obj["metadata"].get("labels") or {}
+            f.check(labels.get(GENERATOR_LABEL) == gen["metadata"]["name"]
+                    and labels.get(GENERATOR_NAMESPACE_LABEL) == gen["metadata"]["namespace"],
+                    f"{key} not labelled as {gen['metadata']['name']}'s: {labels}")
 
-    hosts = cluster.list_all("baremetalhosts")
-    macs = [h["spec"]["bootMACAddress"].lower() for h in hosts]
-    assert len(macs) == len(set(macs)), "two BareMetalHosts with one MAC"
+    macs = [h["spec"]["bootMACAddress"].lower() for h in cluster.list_all("baremetalhosts")]
+    f.check(len(macs) == len(set(macs)), f"two BareMetalHosts with one MAC: {sorted(macs)}")
     for old in of_kind(docs, "BareMetalHost"):
-        new = cluster.get("baremetalhosts", old["metadata"]["namespace"], old["metadata"]["name"])
+        key = (old["metadata"]["namespace"], old["metadata"]["name"])
+        new = cluster.get("baremetalhosts", *key)
+        if not f.check(new is not None, f"old BareMetalHost {key} gone"):
+            continue
         # baremetal-operator v0.11 compares these exactly: byte for byte as the vendor gave them.
-        assert new["spec"]["bootMACAddress"] == old["spec"]["bootMACAddress"]
-        assert new["spec"]["bmc"] == old["spec"]["bmc"]
+        f.check(new["spec"]["bootMACAddress"] == old["spec"]["bootMACAddress"],
+                f"{key} bootMACAddress {new['spec']['bootMACAddress']!r}, "
+                f"was {old['spec']['bootMACAddress']!r}")
+        f.check(new["spec"]["bmc"] == old["spec"]["bmc"], f"{key} bmc {new['spec']['bmc']}")
         for k, v in old["metadata"]["labels"].items():
-            assert new["metadata"]["labels"].get(k) == v, k
+            f.check(new["metadata"]["labels"].get(k) == v, f"{key} lost label {k}={v!r}")
     for old in of_kind(docs, "Secret"):
-        new = cluster.get("secrets", old["metadata"]["namespace"], old["metadata"]["name"])
-        assert new["data"] == old["data"]
+        key = (old["metadata"]["namespace"], old["metadata"]["name"])
+        new = cluster.get("secrets", *key)
+        f.check(new is not None and new["data"] == old["data"], f"Secret {key} data changed")
 
-    nm = cluster.get("nmstateconfigs", "inventory", "nmstate-config-ocp4-test1")
-    iface, vlan = nm["spec"]["config"]["interfaces"]
-    assert (iface["name"], iface["mac-address"].lower()) == ("eno12399np0", "b0:26:28:4d:30:0a")
-    assert (vlan["name"], vlan["vlan"]) == ("eno12399np0.24", {"base-iface": "eno12399np0", "id": 24})
-    assert [(i["name"], i["macAddress"].lower()) for i in nm["spec"]["interfaces"]] == \
-        [("eno12399np0", "b0:26:28:4d:30:0a")]
+    # The VLAN CRs' NMStateConfigs: the adopted one, and the released one with the NIC the old
+    # profiles choose for an H100 (index 2, ens8f0np0).
+    for server, nic, mac, vlan_id in (("ocp4-test1", "eno12399np0", "b0:26:28:4d:30:0a", 24),
+                                      ("ocp4-h100-01", "ens8f0np0", "b0:26:28:50:02:e2", 30)):
+        nm = cluster.get("nmstateconfigs", "inventory", f"nmstate-config-{server}")
+        if not f.check(nm is not None, f"no NMStateConfig nmstate-config-{server}"):
+            continue
+        iface, vlan = nm["spec"]["config"]["interfaces"]
+        got = (iface["name"], iface["mac-address"].lower(), vlan["name"], vlan["vlan"],
+               [(i["name"], i["macAddress"].lower()) for i in nm["spec"]["interfaces"]])
+        want = (nic, mac, f"{nic}.{vlan_id}", {"base-iface": nic, "id": vlan_id}, [(nic, mac)])
+        f.check(got == want, f"nmstate-config-{server}: {got}, expected {want}")
+    released_host = cluster.get("baremetalhosts", "inventory", "ocp4-h100-01")
+    f.check(released_host is not None
+            and released_host["spec"]["bootMACAddress"].lower() == "b0:26:28:50:02:e2",
+            f"the buffered CR's host: {released_host and released_host['spec']}")
 
     for g in gens:
         ns, name = g["metadata"]["namespace"], g["metadata"]["name"]
         now = cluster.get("baremetalhostgenerators", ns, name)
         fins = now["metadata"].get("finalizers") or []
-        assert OLD_FINALIZER not in fins and KOPF_MARKER not in fins, (name, fins)
+        f.check(OLD_FINALIZER not in fins and KOPF_MARKER not in fins,
+                f"{name}: old finalizer kept: {fins}")
         st, old_st = now["status"], g["status"]
-        if old_st["phase"] != "Completed":
+        if old_st["phase"] == "Failed":
             continue
-        assert st["phase"] == "Completed", (name, st)
-        assert st["bmhName"] == old_st["bmhName"] and st["bmhNamespace"] == old_st["bmhNamespace"]
-        assert st["ipmiAddress"] == old_st["ipmiAddress"], "ipmiAddress is the bare BMC IP"
-        assert st["macAddress"].lower() == old_st["macAddress"].lower()
+        want = {"phase": "Completed", "bmhName": g["spec"]["serverName"],
+                "bmhNamespace": g["spec"].get("namespace", ns),
+                "ipmiAddress": old_st["ipmiAddress"],  # the bare BMC IP, as before
+                "macAddress": old_st["macAddress"].lower()}
+        got = {k: st.get(k) for k in want}
+        got["macAddress"] = str(got["macAddress"]).lower()
         if "vlanId" in old_st:
-            assert str(st["vlanId"]) == old_st["vlanId"]
+            want["vlanId"], got["vlanId"] = old_st["vlanId"], str(st.get("vlanId"))
+        f.check(got == want, f"{name} status {got}, expected {want}")
 
     # README's CR names "ESXi-Host-01", not a DNS-1123 name: Failed, saying so in the
     # controller's own words, and no object under an invented name.
     st = cluster.get("baremetalhostgenerators", "default", "worker-01")["status"]
     old_message = generator_of(docs, "default", "ESXi-Host-01")["status"]["message"]
-    assert st["phase"] == "Failed" and st["message"] != old_message, st
-    assert "ESXi-Host-01" in st["message"], st
+    f.check(st["phase"] == "Failed" and st["message"] != old_message
+            and "ESXi-Host-01" in st["message"], f"worker-01 (ESXi-Host-01): {st}")
+    f.assert_none()
 
 
 @pytest.mark.parametrize("variable", ["SERVER_PROFILES_PATH", "PROFILE_RULES_FILE"])
