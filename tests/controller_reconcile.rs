@@ -329,7 +329,8 @@ async fn an_old_operator_cr_reconciles_to_the_objects_it_produced() {
         boot: false,
     };
     let mut example = fleets[&SystemKind::Oneview][0].clone();
-    example.name = "OV-SRV-0001".into();
+    // Lower case: the old operator named the host after it, so an upper-case name never had one.
+    example.name = "ov-srv-0001".into();
     example.bmc_address = "10.10.0.5".into();
     example.decoy_bmc_addresses.clear();
     example.nics = vec![
@@ -349,7 +350,7 @@ async fn an_old_operator_cr_reconciles_to_the_objects_it_produced() {
     h.create(
         "worker-01",
         json!({
-            "serverName": "OV-SRV-0001", "namespace": "cluster-a", "infraEnv": "cluster-a-env",
+            "serverName": "ov-srv-0001", "namespace": "cluster-a", "infraEnv": "cluster-a-env",
             "labels": {"rack": "r12"}, "server_vendor": "HP",
             "networkConfig": {"vlanId": 120, "nicName": "ens1f0", "macIndex": "last"}
         }),
@@ -367,12 +368,12 @@ async fn an_old_operator_cr_reconciles_to_the_objects_it_produced() {
         .map(|d| serde_norway::from_str(d).unwrap())
         .collect();
     let secret = Api::<Secret>::namespaced(h.client.clone(), "cluster-a")
-        .get("hp-cred-worker-01")
+        .get("hp-cred-ov-srv-0001")
         .await
         .unwrap();
-    let host = h.hosts("cluster-a").get("worker-01").await.unwrap();
+    let host = h.hosts("cluster-a").get("ov-srv-0001").await.unwrap();
     let nm = Api::<NMStateConfig>::namespaced(h.client.clone(), "cluster-a")
-        .get("nmstate-config-worker-01")
+        .get("nmstate-config-ov-srv-0001")
         .await
         .unwrap();
     assert_eq!(comparable(serde_json::to_value(&secret).unwrap()), want[0]);
@@ -384,13 +385,15 @@ async fn an_old_operator_cr_reconciles_to_the_objects_it_produced() {
     let st = gen.status.unwrap();
     assert_eq!(st.phase, Some(Phase::Completed));
     assert_eq!(st.mac_address.as_deref(), Some("aa:bb:cc:00:00:03"));
+    // The bare IP, as the old operator wrote it; the URL has its own field.
+    assert_eq!(st.ipmi_address.as_deref(), Some("10.10.0.5"));
     assert_eq!(
-        st.ipmi_address.as_deref(),
+        st.bmc_address.as_deref(),
         Some("redfish-virtualmedia://10.10.0.5/redfish/v1/Systems/1")
     );
     assert_eq!(
         (st.bmh_name.as_deref(), st.bmh_namespace.as_deref()),
-        (Some("worker-01"), Some("cluster-a"))
+        (Some("ov-srv-0001"), Some("cluster-a"))
     );
     assert_eq!(st.server_vendor.as_deref(), Some("HP"));
     assert_eq!(st.vlan_id, Some(120));
@@ -409,10 +412,10 @@ async fn an_old_operator_cr_reconciles_to_the_objects_it_produced() {
     );
 
     // Idempotent: a second reconcile changes nothing in the store.
-    let before = h.hosts("cluster-a").get("worker-01").await.unwrap();
+    let before = h.hosts("cluster-a").get("ov-srv-0001").await.unwrap();
     let gen_rv = h.get("worker-01").await.resource_version();
     h.reconcile("worker-01").await;
-    let after = h.hosts("cluster-a").get("worker-01").await.unwrap();
+    let after = h.hosts("cluster-a").get("ov-srv-0001").await.unwrap();
     assert_eq!(before.resource_version(), after.resource_version());
     assert_eq!(gen_rv, h.get("worker-01").await.resource_version());
     h.stack.stop().await;
@@ -571,7 +574,8 @@ async fn buffered_generators_are_released_fifo_by_buffered_at() {
     let mut order = Vec::new();
     let mut previous = "first".to_owned();
     for _ in 0..4 {
-        h.set_host_state(NS, &previous, "provisioned").await;
+        let host = h.status(&previous).await.bmh_name.unwrap();
+        h.set_host_state(NS, &host, "provisioned").await;
         let woken = h.sync_hosts().await;
         assert_eq!(woken.len(), 1);
         h.reconcile(&woken[0]).await;
@@ -593,7 +597,7 @@ async fn gateway_404_fails_and_503_or_timeout_stay_processing() {
 
     h.create(
         "ghost",
-        json!({"serverName": "NO-SUCH-SERVER", "infraEnv": "env"}),
+        json!({"serverName": "no-such-server", "infraEnv": "env"}),
     )
     .await;
     assert_eq!(h.reconcile("ghost").await, Action::await_change());
@@ -698,12 +702,12 @@ async fn completed(h: &Harness, name: &str) -> String {
 #[tokio::test]
 async fn deleting_a_generator_keeps_its_objects_unless_configured() {
     let h = harness(Options::default()).await;
-    completed(&h, "keep").await;
+    let server = completed(&h, "keep").await;
     h.reconcile_deleted("keep").await;
     assert!(h.finalizer_removed("keep").await);
-    assert!(h.hosts(NS).get_opt("keep").await.unwrap().is_some());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_some());
     assert!(Api::<Secret>::namespaced(h.client.clone(), NS)
-        .get_opt("cisco-cred-keep")
+        .get_opt(&format!("cisco-cred-{server}"))
         .await
         .unwrap()
         .is_some());
@@ -714,17 +718,18 @@ async fn deleting_a_generator_keeps_its_objects_unless_configured() {
         ..Options::default()
     })
     .await;
-    completed(&h, "drop").await;
+    let server = completed(&h, "drop").await;
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_some());
     h.reconcile_deleted("drop").await;
     assert!(h.finalizer_removed("drop").await);
-    assert!(h.hosts(NS).get_opt("drop").await.unwrap().is_none());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_none());
     assert!(Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
-        .get_opt("nmstate-config-drop")
+        .get_opt(&format!("nmstate-config-{server}"))
         .await
         .unwrap()
         .is_none());
     assert!(Api::<Secret>::namespaced(h.client.clone(), NS)
-        .get_opt("cisco-cred-drop")
+        .get_opt(&format!("cisco-cred-{server}"))
         .await
         .unwrap()
         .is_none());
@@ -740,17 +745,17 @@ async fn an_existing_host_keeps_its_boot_mac() {
     // A host the old operator created, booting from another NIC than the one chosen now.
     let old: BareMetalHost = serde_json::from_value(json!({
         "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
-        "metadata": {"name": "legacy", "namespace": NS},
+        "metadata": {"name": server, "namespace": NS},
         "spec": {"online": true, "bootMACAddress": "02:00:00:00:00:99",
                  "bmc": {"address": "redfish-virtualmedia://10.0.0.1/redfish/v1/Systems/1",
-                         "credentialsName": "hp-cred-legacy"}}
+                         "credentialsName": format!("hp-cred-{server}")}}
     }))
     .unwrap();
     h.hosts(NS)
         .create(&PostParams::default(), &old)
         .await
         .unwrap();
-    h.set_host_state(NS, "legacy", "provisioned").await;
+    h.set_host_state(NS, &server, "provisioned").await;
     h.sync_hosts().await;
     h.create("legacy", json!({"serverName": server, "infraEnv": "env"}))
         .await;
@@ -758,7 +763,7 @@ async fn an_existing_host_keeps_its_boot_mac() {
     let st = h.status("legacy").await;
     assert_eq!(st.phase, Some(Phase::Completed));
     assert_eq!(st.mac_address.as_deref(), Some("02:00:00:00:00:99"));
-    let host = h.hosts(NS).get("legacy").await.unwrap();
+    let host = h.hosts(NS).get(&server).await.unwrap();
     assert_eq!(host.spec.fields["bootMACAddress"], "02:00:00:00:00:99");
     assert_eq!(
         h.ctx.admission.in_flight(),
@@ -771,8 +776,8 @@ async fn an_existing_host_keeps_its_boot_mac() {
 #[tokio::test]
 async fn the_redeploy_annotation_recreates_the_host_once() {
     let h = harness(Options::default()).await;
-    completed(&h, "again").await;
-    let first_uid = h.hosts(NS).get("again").await.unwrap().uid();
+    let server = completed(&h, "again").await;
+    let first_uid = h.hosts(NS).get(&server).await.unwrap().uid();
     h.generators()
         .patch(
             "again",
@@ -782,17 +787,17 @@ async fn the_redeploy_annotation_recreates_the_host_once() {
         .await
         .unwrap();
     h.reconcile("again").await;
-    assert!(h.hosts(NS).get_opt("again").await.unwrap().is_none());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_none());
     let gen = h.get("again").await;
     assert!(!gen.annotations().contains_key(REDEPLOY_ANNOTATION));
     assert_eq!(gen.status.unwrap().phase, Some(Phase::Processing));
     // No host event yet: admission still believes the old host exists. The reconcile must
     // see that it is gone and reserve a real slot for the new one.
     h.reconcile("again").await;
-    let host = h.hosts(NS).get("again").await.unwrap();
+    let host = h.hosts(NS).get(&server).await.unwrap();
     assert_ne!(host.uid(), first_uid, "a new host");
     assert!(
-        h.ctx.admission.is_pending("ztp/again"),
+        h.ctx.admission.is_pending(&format!("ztp/{server}")),
         "the new host holds a slot"
     );
     assert_eq!(h.ctx.admission.in_flight(), 1);
@@ -817,7 +822,7 @@ async fn dry_run_records_what_would_be_created_and_creates_nothing() {
     assert_eq!(st.phase, Some(Phase::Completed));
     let msg = st.message.clone().unwrap();
     assert!(
-        msg.starts_with("dry run: would create Secret hp-cred-preview, BareMetalHost preview, NMStateConfig nmstate-config-preview"),
+        msg.starts_with(&format!("dry run: would create Secret hp-cred-{server}, BareMetalHost {server}, NMStateConfig nmstate-config-{server}")),
         "{msg}"
     );
     assert!(st.mac_address.is_some() && st.ipmi_address.is_some());
@@ -825,9 +830,9 @@ async fn dry_run_records_what_would_be_created_and_creates_nothing() {
         .conditions
         .iter()
         .any(|c| c.type_ == "DryRun" && c.status == "True"));
-    assert!(h.hosts(NS).get_opt("preview").await.unwrap().is_none());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_none());
     assert!(Api::<Secret>::namespaced(h.client.clone(), NS)
-        .get_opt("hp-cred-preview")
+        .get_opt(&format!("hp-cred-{server}"))
         .await
         .unwrap()
         .is_none());
@@ -843,7 +848,7 @@ async fn dry_run_records_what_would_be_created_and_creates_nothing() {
         .await
         .unwrap();
     h.reconcile("preview").await;
-    assert!(h.hosts(NS).get_opt("preview").await.unwrap().is_some());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_some());
     let st = h.status("preview").await;
     assert!(!st.conditions.iter().any(|c| c.type_ == "DryRun"));
     h.stack.stop().await;
@@ -852,19 +857,19 @@ async fn dry_run_records_what_would_be_created_and_creates_nothing() {
 #[tokio::test]
 async fn rotated_bmc_credentials_update_the_secret_and_leave_the_host_alone() {
     let h = harness(Options::default()).await;
-    completed(&h, "rotate").await;
-    let host_rv = h.hosts(NS).get("rotate").await.unwrap().resource_version();
+    let server = completed(&h, "rotate").await;
+    let host_rv = h.hosts(NS).get(&server).await.unwrap().resource_version();
     let calls = h.stack.total_calls(SystemKind::Ucsm).await;
     assert!(h.ctx.set_credentials(creds("-v2")));
     h.reconcile("rotate").await;
     let secret = Api::<Secret>::namespaced(h.client.clone(), NS)
-        .get("cisco-cred-rotate")
+        .get(&format!("cisco-cred-{server}"))
         .await
         .unwrap();
     let v = comparable(serde_json::to_value(&secret).unwrap());
     assert_eq!(v["stringData"]["password"], "ipmi-user-secret-pw-v2");
     assert_eq!(
-        h.hosts(NS).get("rotate").await.unwrap().resource_version(),
+        h.hosts(NS).get(&server).await.unwrap().resource_version(),
         host_rv
     );
     assert_eq!(
@@ -935,4 +940,224 @@ async fn a_stale_lease_write_loses_with_a_conflict() {
         .unwrap_err();
     assert!(matches!(err, kube::Error::Api(e) if e.code == 409));
     assert!(!a.try_acquire_or_renew().await.unwrap(), "b holds it now");
+}
+
+/// The objects the old operator left for one Dell server, rendered as its `yaml_generators.py`
+/// rendered them (no controller labels), and its generator with the old annotations, finalizer
+/// and status (string `vlanId`, bare `ipmiAddress`).
+async fn old_operator_leftovers(h: &Harness, gen: &str, server: &str, mac: &str, ip: &str) {
+    let labels = json!({"infraenvs.agent-install.openshift.io": "env"});
+    let bmh: BareMetalHost = serde_json::from_value(json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": server, "namespace": NS, "labels": labels,
+                     "annotations": {"inspect.metal3.io": "disabled",
+                                     "bmac.agent-install.openshift.io/hostname": server}},
+        "spec": {"online": true, "bootMACAddress": mac, "hardwareProfile": "empty",
+                 "customDeploy": {"method": "start_assisted_install"},
+                 "automatedCleaningMode": "disabled", "bootMode": "UEFI",
+                 "bmc": {"address": format!("idrac-virtualmedia://{ip}/redfish/v1/Systems/System.Embedded.1"),
+                         "credentialsName": format!("dell-cred-{server}"),
+                         "disableCertificateVerification": true}}
+    }))
+    .unwrap();
+    h.hosts(NS)
+        .create(&PostParams::default(), &bmh)
+        .await
+        .unwrap();
+    h.set_host_state(NS, server, "provisioned").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": format!("dell-cred-{server}"), "namespace": NS},
+        "data": {"username": "b2xk", "password": "b2xk"}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(h.client.clone(), NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let nm: NMStateConfig = serde_json::from_value(json!({
+        "apiVersion": "agent-install.openshift.io/v1beta1", "kind": "NMStateConfig",
+        "metadata": {"name": format!("nmstate-config-{server}"), "namespace": NS, "labels": labels},
+        "spec": {"config": {"interfaces": []}, "interfaces": [{"name": "eno12399np0", "macAddress": mac}]}
+    }))
+    .unwrap();
+    Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .create(&PostParams::default(), &nm)
+        .await
+        .unwrap();
+    let g: BareMetalHostGenerator = serde_json::from_value(json!({
+        "apiVersion": "infra.example.com/v1alpha1", "kind": "BareMetalHostGenerator",
+        "metadata": {"name": gen, "namespace": NS,
+                     "finalizers": ["bmhgenerator.infra.example.com/finalizer"],
+                     "annotations": {"server_vendor": "DELL", "vlanId": "24"}},
+        "spec": {"serverName": server, "infraEnv": "env"}
+    }))
+    .unwrap();
+    h.generators()
+        .create(&PostParams::default(), &g)
+        .await
+        .unwrap();
+    h.generators()
+        .patch_status(
+            gen,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "phase": "Completed", "message": format!("Successfully created BareMetalHost {server}"),
+                "bmhName": server, "bmhNamespace": NS, "macAddress": mac, "ipmiAddress": ip,
+                "serverVendor": "DELL", "vlanId": "24"}})),
+        )
+        .await
+        .unwrap();
+    h.sync_hosts().await;
+}
+
+/// What the controller would choose for a server (the vendor's boot NIC), and its BMC IP.
+async fn boot_mac_and_ip(h: &Harness, server: &str) -> (String, String) {
+    let name = inventory_gateway::domain::ServerName::parse(server).unwrap();
+    let rec = h.ctx.gateway.server(&name, None).await.unwrap();
+    let mac = rec.boot_mac.unwrap_or(rec.nics[0].mac).to_string();
+    let ip = match rec.bmc.unwrap().address {
+        inventory_gateway::domain::BmcAddress::Ip(ip) => ip.to_string(),
+        other => panic!("{other:?}"),
+    };
+    (mac, ip)
+}
+
+#[tokio::test]
+async fn an_old_operators_objects_are_adopted_never_duplicated() {
+    let h = harness(Options::default()).await;
+    let servers = usable_servers(&h.stack, SystemKind::Ome).await;
+    let server = servers[0].clone();
+    let (mac, ip) = boot_mac_and_ip(&h, &server).await;
+    // baremetal-operator v0.11 compares bootMACAddress exactly: the old upper-case string stays.
+    let old_mac = mac.to_uppercase();
+    old_operator_leftovers(&h, "old-gen", &server, &old_mac, &ip).await;
+
+    h.reconcile("old-gen").await;
+    let gen = h.get("old-gen").await;
+    let st = gen.status.clone().unwrap();
+    assert_eq!(st.phase, Some(Phase::Completed), "{:?}", st.message);
+    assert!(
+        st.message.as_deref().unwrap().contains("adopted"),
+        "{:?}",
+        st.message
+    );
+    assert!(gen.finalizers().iter().any(|f| f == FINALIZER));
+    assert!(!gen
+        .finalizers()
+        .iter()
+        .any(|f| f.starts_with("bmhgenerator.")));
+    assert_eq!(st.vlan_id, Some(24));
+    assert_eq!(st.ipmi_address.as_deref(), Some(ip.as_str()));
+    assert_eq!(st.mac_address.as_deref(), Some(old_mac.as_str()));
+
+    let hosts = h
+        .hosts(NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(hosts.len(), 1, "one host for the server, not two");
+    let host = &hosts[0];
+    assert_eq!(host.name_any(), server);
+    assert_eq!(host.spec.fields["bootMACAddress"], old_mac.as_str());
+    assert_eq!(host.labels()["infra.example.com/generator"], "old-gen");
+    let nm = Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .get(&format!("nmstate-config-{server}"))
+        .await
+        .unwrap();
+    assert_eq!(nm.labels()["infra.example.com/generator"], "old-gen");
+    let nm = serde_json::to_value(&nm).unwrap();
+    assert_eq!(nm["spec"]["config"]["interfaces"][1]["vlan"]["id"], 24);
+    let secret = Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get(&format!("dell-cred-{server}"))
+        .await
+        .unwrap();
+    assert_eq!(secret.labels()["infra.example.com/generator"], "old-gen");
+
+    // A second generator whose server's MAC is already on a host it did not create: refused,
+    // naming that host; no second host appears.
+    let other = servers[1].clone();
+    let (other_mac, _) = boot_mac_and_ip(&h, &other).await;
+    let stray: BareMetalHost = serde_json::from_value(json!({
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "hand-made", "namespace": NS},
+        "spec": {"bootMACAddress": other_mac.to_uppercase(),
+                 "bmc": {"address": "ipmi://192.0.2.1:623", "credentialsName": "x"}}
+    }))
+    .unwrap();
+    h.hosts(NS)
+        .create(&PostParams::default(), &stray)
+        .await
+        .unwrap();
+    h.sync_hosts().await;
+    h.create("twin", json!({"serverName": other, "infraEnv": "env"}))
+        .await;
+    h.reconcile("twin").await;
+    let st = h.status("twin").await;
+    assert_eq!(st.phase, Some(Phase::Failed));
+    assert!(
+        st.message.as_deref().unwrap().contains("ztp/hand-made"),
+        "{:?}",
+        st.message
+    );
+    assert!(h.hosts(NS).get_opt(&other).await.unwrap().is_none());
+    h.stack.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_generator_with_only_the_old_finalizer_completes_and_cleans_up() {
+    let h = harness(Options {
+        delete_on_delete: true,
+        ..Options::default()
+    })
+    .await;
+    let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
+    let (mac, ip) = boot_mac_and_ip(&h, &server).await;
+    old_operator_leftovers(&h, "old-gen", &server, &mac, &ip).await;
+    // Deleted before this controller ever reconciled it: only kopf's finalizer is on it.
+    let mut gen = h.get("old-gen").await;
+    gen.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    reconcile(Arc::new(gen), h.ctx.clone()).await.unwrap();
+    assert!(h.get("old-gen").await.finalizers().is_empty());
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_none());
+    assert!(Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .get_opt(&format!("nmstate-config-{server}"))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(Api::<Secret>::namespaced(h.client.clone(), NS)
+        .get_opt(&format!("dell-cred-{server}"))
+        .await
+        .unwrap()
+        .is_none());
+    h.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_old_redeploy_annotation_recreates_the_host_and_is_removed() {
+    let h = harness(Options::default()).await;
+    let server = completed(&h, "old-style").await;
+    let first_uid = h.hosts(NS).get(&server).await.unwrap().uid();
+    h.generators()
+        .patch(
+            "old-style",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"redeploy": "true"}}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile("old-style").await;
+    assert!(!h
+        .get("old-style")
+        .await
+        .annotations()
+        .contains_key("redeploy"));
+    h.reconcile("old-style").await;
+    let host = h.hosts(NS).get(&server).await.unwrap();
+    assert_ne!(host.uid(), first_uid, "a new host");
+    assert_eq!(h.status("old-style").await.phase, Some(Phase::Completed));
+    h.stack.stop().await;
 }

@@ -21,6 +21,7 @@ use kube::CustomResource;
 use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+use super::legacy;
 use crate::domain::{ServerName, Vendor};
 
 pub const GROUP: &str = "infra.example.com";
@@ -203,11 +204,13 @@ pub struct BareMetalHostGeneratorStatus {
     pub bmh_namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_vendor: Option<String>,
+    /// An integer; the old operator wrote the annotation's string (`"24"`), which reads as 24.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient"
+        deserialize_with = "lenient_vlan"
     )]
+    #[schemars(schema_with = "int_or_string_schema")]
     pub vlan_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected_nic_name: Option<String>,
@@ -225,6 +228,10 @@ pub struct BareMetalHostGeneratorStatus {
         deserialize_with = "lenient"
     )]
     pub conditions: Vec<Condition>,
+    /// The BMC URL the host was enrolled with (`bmc.address`); `ipmiAddress` keeps the bare IP
+    /// the old operator wrote there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc_address: Option<String>,
 }
 
 /// Which NIC of a server's list (in the vendor's stable order) is meant.
@@ -298,6 +305,8 @@ pub enum SpecError {
     MacIndex(String),
     #[error("networkConfig.nicName and networkConfig.macIndex must be set together, or neither")]
     NicOverrideIncomplete,
+    #[error("annotation vlanId must be 1-4094, got {0:?}")]
+    VlanAnnotation(String),
 }
 
 /// `networkConfig.nicName` + `macIndex`: the user's explicit NIC choice.
@@ -323,6 +332,20 @@ pub struct GeneratorRequest {
     pub nic_override: Option<NicOverride>,
     /// `spec.dryRun` or the dry-run annotation set to `true`.
     pub dry_run: bool,
+    /// What the BareMetalHost, Secret and NMStateConfig are named after: the server name, as
+    /// the old operator named them (not the generator's name).
+    pub object_name: String,
+    /// The old `vlanId` annotation (used when `networkConfig.vlanId` is absent). Like the old
+    /// operator, it makes an NMStateConfig for Dell servers only.
+    pub annotation_vlan_id: Option<u16>,
+}
+
+impl GeneratorRequest {
+    /// The VLAN that applies once the vendor is known.
+    pub fn vlan_for(&self, vendor: Vendor) -> Option<u16> {
+        self.vlan_id
+            .or(self.annotation_vlan_id.filter(|_| vendor == Vendor::Dell))
+    }
 }
 
 /// The old operator's vendor names: HP, DELL, CISCO, in any case. Nothing else.
@@ -375,11 +398,29 @@ impl BareMetalHostGenerator {
         if infra_env.is_empty() {
             return Err(SpecError::InfraEnv);
         }
+        let annotations = self.metadata.annotations.clone().unwrap_or_default();
+        // The old operator read the vendor and the VLAN from annotations; the spec fields win.
         let vendor = spec
             .server_vendor
             .as_deref()
             .filter(|v| !v.trim().is_empty())
+            .or(annotations
+                .get(legacy::VENDOR_ANNOTATION)
+                .map(String::as_str)
+                .filter(|v| !v.trim().is_empty()))
             .map(parse_spec_vendor)
+            .transpose()?;
+        let annotation_vlan_id = annotations
+            .get(legacy::VLAN_ANNOTATION)
+            .map(|v| v.trim())
+            // The old operator skipped "" and "None" (Python's str(None)).
+            .filter(|v| !v.is_empty() && *v != "None")
+            .map(|v| {
+                v.parse::<u16>()
+                    .ok()
+                    .filter(|n| (1..=4094).contains(n))
+                    .ok_or_else(|| SpecError::VlanAnnotation(v.to_owned()))
+            })
             .transpose()?;
         let (vlan_id, nic_override) = match &spec.network_config {
             None => (None, None),
@@ -409,6 +450,7 @@ impl BareMetalHostGenerator {
                 (vlan_id, nic_override)
             }
         };
+        let object_name = server_name.as_str().to_owned();
         Ok(GeneratorRequest {
             name,
             generator_namespace,
@@ -426,6 +468,8 @@ impl BareMetalHostGenerator {
                     .as_ref()
                     .and_then(|a| a.get(DRY_RUN_ANNOTATION))
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            object_name,
+            annotation_vlan_id,
         })
     }
 }
@@ -454,6 +498,25 @@ where
 {
     let v = serde_json::Value::deserialize(d)?;
     Ok(serde_json::from_value(v).unwrap_or_default())
+}
+
+/// `status.vlanId`: an integer, or the string the old operator wrote. Anything else reads as
+/// unset (status is rewritten from the spec anyway).
+fn lenient_vlan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// Stored status written by the old operator holds strings where this one writes integers.
+fn int_or_string_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "anyOf": [{ "type": "integer" }, { "type": "string" }]
+    })
 }
 
 /// An integer, also when written as a string (`"120"`). Anything else reads as 0, which

@@ -62,6 +62,16 @@ pub struct Problem {
     pub request_id: String,
 }
 
+/// A ServerRecord and the systems that did not answer (`unverified`; older gateways omit it,
+/// which reads as "every system answered").
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(flatten)]
+    record: ServerRecord,
+    #[serde(default)]
+    unverified: Vec<String>,
+}
+
 const UNASSIGNED_TYPE: &str = "urn:inventory-gateway:problem:profile-unassigned";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,6 +115,10 @@ pub enum GatewayError {
     /// being rolled out may answer oddly for a moment).
     #[error("unexpected answer from the gateway: {0}")]
     Protocol(String),
+    /// A 2xx whose `unverified` names systems that did not answer: the server might be known
+    /// there too, so no host is created from it yet. Transient.
+    #[error("server {name}: waiting for {} to answer (a host is created only from an answer every system gave)", systems.join(", "))]
+    Unverified { name: String, systems: Vec<String> },
 }
 
 impl GatewayError {
@@ -183,9 +197,9 @@ impl GatewayClient {
                 .saturating_mul(1 << (attempt - 1).min(16));
             let wait = match err {
                 // A bad token will not fix itself within a reconcile.
-                GatewayError::Unauthorized { .. } | GatewayError::Unassigned { .. } => {
-                    return Err(err)
-                }
+                GatewayError::Unauthorized { .. }
+                | GatewayError::Unassigned { .. }
+                | GatewayError::Unverified { .. } => return Err(err),
                 _ => err.retry_after().unwrap_or(backoff).max(backoff),
             };
             if wait > self.config.max_wait {
@@ -209,8 +223,15 @@ impl GatewayClient {
         let retry_after = parse_retry_after(resp.headers());
         if status.is_success() {
             let body = resp.bytes().await.map_err(|e| self.transport(e))?;
-            return serde_json::from_slice::<ServerRecord>(&body)
-                .map_err(|e| GatewayError::Protocol(format!("not a ServerRecord: {e}")));
+            let answer = serde_json::from_slice::<Answer>(&body)
+                .map_err(|e| GatewayError::Protocol(format!("not a ServerRecord: {e}")))?;
+            if !answer.unverified.is_empty() {
+                return Err(GatewayError::Unverified {
+                    name: name.to_string(),
+                    systems: answer.unverified,
+                });
+            }
+            return Ok(answer.record);
         }
         let body = resp.bytes().await.unwrap_or_default();
         let problem: Problem = serde_json::from_slice(&body).unwrap_or_else(|_| Problem {

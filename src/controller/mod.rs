@@ -8,10 +8,12 @@
 //! The reconcile loop and the Kubernetes-facing wiring come next.
 
 pub mod admission;
+pub mod adoption;
 pub mod context;
 pub mod crd;
 pub mod gateway_client;
 pub mod leader;
+pub mod legacy;
 pub mod metrics;
 pub mod objects;
 pub mod reconcile;

@@ -18,12 +18,14 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::Value;
 
 use super::admission::Decision;
+use super::adoption::{plan_host, Candidate, HostPlan};
 use super::context::{Context, FINALIZER};
 use super::crd::{
     parse_spec_vendor, spec_vendor_name, BareMetalHostGenerator, BareMetalHostGeneratorStatus,
     GeneratorRequest, Phase, REDEPLOY_ANNOTATION,
 };
 use super::gateway_client::GatewayError;
+use super::legacy;
 use super::objects::{host_key, BareMetalHost, NMStateConfig};
 use super::render::{self, nmstate_config_name, RenderError, Rendered};
 use super::writes;
@@ -104,8 +106,14 @@ async fn reconcile_generator(gen: &BareMetalHostGenerator, ctx: &Context) -> Res
         .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<BareMetalHostGenerator> = Api::namespaced(ctx.client.clone(), &ns);
     let has_finalizer = gen.finalizers().iter().any(|f| f == FINALIZER);
+    // The old operator's finalizer has no process behind it any more: this controller does
+    // the cleanup it stood for, then removes it with its own.
+    let has_old_finalizer = gen
+        .finalizers()
+        .iter()
+        .any(|f| legacy::OLD_FINALIZERS.contains(&f.as_str()));
     if gen.metadata.deletion_timestamp.is_some() {
-        if has_finalizer {
+        if has_finalizer || has_old_finalizer {
             cleanup(gen, ctx).await?;
             writes::remove_finalizer(&api, gen).await?;
         }
@@ -146,7 +154,8 @@ async fn accept(
     Ok(written.unwrap_or_else(|| gen.clone()))
 }
 
-/// Where the generator's objects are (or would be): what status recorded, else the spec.
+/// Where the generator's objects are (or would be): what status recorded, else the spec
+/// (objects are named after the server name, which defaults to the generator's name).
 fn targets(gen: &BareMetalHostGenerator) -> (String, String) {
     let status = gen.status.as_ref();
     let ns = status
@@ -156,8 +165,40 @@ fn targets(gen: &BareMetalHostGenerator) -> (String, String) {
         .unwrap_or_default();
     let name = status
         .and_then(|s| s.bmh_name.clone())
+        .or_else(|| {
+            gen.spec
+                .server_name
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| gen.name_any());
     (ns, name)
+}
+
+/// The redeploy annotations present: ours (any value) and the old operator's (`"true"` only,
+/// as it read it).
+fn redeploy_requests(gen: &BareMetalHostGenerator) -> Vec<&'static str> {
+    let a = gen.annotations();
+    let mut keys = Vec::new();
+    if a.contains_key(REDEPLOY_ANNOTATION) {
+        keys.push(REDEPLOY_ANNOTATION);
+    }
+    if a.get(legacy::REDEPLOY_ANNOTATION).map(|v| v.trim()) == Some("true") {
+        keys.push(legacy::REDEPLOY_ANNOTATION);
+    }
+    keys
+}
+
+async fn remove_redeploy_requests(
+    api: &Api<BareMetalHostGenerator>,
+    gen: &BareMetalHostGenerator,
+) -> Result<(), Error> {
+    for key in redeploy_requests(gen) {
+        writes::remove_annotation(api, gen, key).await?;
+    }
+    Ok(())
 }
 
 async fn cleanup(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<(), Error> {
@@ -192,16 +233,42 @@ async fn cleanup(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<(), Erro
             .and_then(|v| parse_spec_vendor(v).ok())
             .filter(|_| !has_condition(&status, DRY_RUN_CONDITION));
         let mut secrets = 0;
-        if let Some(vendor) = vendor {
-            let api = Api::<Secret>::namespaced(client, &ns);
-            if writes::delete_if_present(&api, &render::secret_name(vendor, &name)).await? {
+        let secret = match vendor {
+            Some(vendor) => Some(render::secret_name(vendor, &name)),
+            // The old operator's status may hold a vendor text of its own; it named the
+            // Secret from it (`bmc-cred-` for anything else). Not for a dry run.
+            None if status.server_vendor.is_some()
+                && !has_condition(&status, DRY_RUN_CONDITION) =>
+            {
+                Some(render::old_secret_name(
+                    status.server_vendor.as_deref(),
+                    &name,
+                ))
+            }
+            None => None,
+        };
+        if let Some(secret) = secret {
+            let api = Api::<Secret>::namespaced(client.clone(), &ns);
+            if writes::delete_if_present(&api, &secret).await? {
                 secrets += 1;
             }
         }
+        // Objects the old operator created and this controller never adopted carry no labels;
+        // status names them, as the old operator's delete handler read it.
+        let mut hosts = hosts.len();
+        let mut nmstate = nmstate.len();
+        if status.bmh_name.is_some() {
+            let host_api = Api::<BareMetalHost>::namespaced(client.clone(), &ns);
+            if writes::delete_if_unowned(&host_api, &name).await? {
+                hosts += 1;
+            }
+            let nm_api = Api::<NMStateConfig>::namespaced(client, &ns);
+            if writes::delete_if_unowned(&nm_api, &nmstate_config_name(&name)).await? {
+                nmstate += 1;
+            }
+        }
         format!(
-            "deleted {} BareMetalHost(s), {} NMStateConfig(s) and {secrets} Secret(s) in {ns}",
-            hosts.len(),
-            nmstate.len(),
+            "deleted {hosts} BareMetalHost(s), {nmstate} NMStateConfig(s) and {secrets} Secret(s) in {ns}"
         )
     } else {
         format!("left the BareMetalHost {ns}/{name} and its objects in place (DELETE_RESOURCES_ON_DELETE is off)")
@@ -226,10 +293,10 @@ async fn apply(
         }
     };
 
-    if gen.annotations().contains_key(REDEPLOY_ANNOTATION) {
+    if !redeploy_requests(gen).is_empty() {
         if req.dry_run {
             // Nothing was created: there is nothing to recreate.
-            writes::remove_annotation(api, gen, REDEPLOY_ANNOTATION).await?;
+            remove_redeploy_requests(api, gen).await?;
         } else {
             return redeploy(api, gen, ctx).await;
         }
@@ -261,7 +328,7 @@ async fn apply(
         return dry_run(api, gen, &req, ctx).await;
     }
 
-    let host = host_key(&req.target_namespace, &req.name);
+    let host = host_key(&req.target_namespace, &req.object_name);
     if let Decision::Buffered { since, .. } = admit(&key, &host, &status, ctx) {
         return buffer(api, gen, ctx, since).await;
     }
@@ -320,18 +387,46 @@ async fn admitted(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let key = generator_key(gen);
-    let host = host_key(&req.target_namespace, &req.name);
+    let host = host_key(&req.target_namespace, &req.object_name);
     let status = gen.status.clone().unwrap_or_default();
     let give_back = || ctx.wake(ctx.admission.cancel(&host));
 
     let hosts: Api<BareMetalHost> = Api::namespaced(ctx.client.clone(), &req.target_namespace);
-    let existing = match hosts.get_opt(&req.name).await {
-        Ok(h) => h,
+    let in_namespace = match hosts.list(&Default::default()).await {
+        Ok(l) => l.items,
         Err(e) => {
             give_back();
             return Err(e.into());
         }
     };
+    let gen_ns = gen.namespace().unwrap_or_default();
+    let gen_name = gen.name_any();
+    let candidate = |mac: Option<&'_ str>, bmc: Option<&'_ str>| {
+        let c = Candidate {
+            generator: (gen_ns.as_str(), gen_name.as_str()),
+            object_name: req.object_name.as_str(),
+            recorded: status.bmh_name.as_deref(),
+            vendor: req.vendor,
+            mac,
+            bmc,
+        };
+        plan_host(&c, &in_namespace)
+    };
+    // By name and owner first: where the objects go, and whether this generator may have them.
+    let plan = candidate(None, None);
+    let target = match (&plan, plan.host_name()) {
+        (_, Some(name)) => name.to_owned(),
+        (HostPlan::Refuse(why), None) => {
+            give_back();
+            return fail(api, gen, ctx, reason::HOST_TAKEN, why.to_string()).await;
+        }
+        (_, None) => return Err(Error::MissingField("a host name")),
+    };
+    let existing = in_namespace
+        .iter()
+        .find(|h| h.name_any() == target)
+        .cloned();
+    let host = host_key(&req.target_namespace, &target);
     match &existing {
         Some(h) if h.metadata.deletion_timestamp.is_some() => {
             give_back();
@@ -348,13 +443,7 @@ async fn admitted(
             .await?;
             return Ok(Action::requeue(ctx.settings.redeploy_poll));
         }
-        Some(h) => {
-            if let Some(owner) = foreign_owner(h, gen) {
-                give_back();
-                let message = format!("BareMetalHost {host} belongs to generator {owner}");
-                return fail(api, gen, ctx, reason::HOST_TAKEN, message).await;
-            }
-        }
+        Some(_) => {}
         // Admission let it through as an existing host, but the API says it is gone (the
         // watch has not caught up, e.g. right after a redeploy): it needs a real slot.
         None if !ctx.admission.is_pending(&host) => {
@@ -366,7 +455,10 @@ async fn admitted(
         None => {}
     }
 
-    let mut rendered = match lookup_and_render(api, gen, req, ctx).await {
+    // A host kept under an earlier name keeps it; its Secret and NMStateConfig follow it.
+    let mut req = req.clone();
+    req.object_name = target.clone();
+    let mut rendered = match lookup_and_render(api, gen, &req, ctx).await {
         Ok(Ok(r)) => r,
         Ok(Err(action)) => {
             give_back();
@@ -377,13 +469,21 @@ async fn admitted(
             return Err(e);
         }
     };
+    // With the server's MAC and BMC known: no second host may carry them.
+    let mac = rendered.selection.mac.to_string();
+    let bare_bmc = legacy::bare_bmc_host(&rendered.bmc_address);
+    if let HostPlan::Refuse(why) = candidate(Some(&mac), Some(&bare_bmc)) {
+        give_back();
+        return fail(api, gen, ctx, reason::HOST_TAKEN, why.to_string()).await;
+    }
     // Metal3 refuses to change a host's bootMACAddress or BMC address once set, and a host
     // that exists (one taken over from the old operator, say) must not be re-aimed behind its
-    // back: it keeps them, and the difference is reported. Redeploy takes the new values.
+    // back: it keeps them byte for byte (baremetal-operator compares the MAC string exactly),
+    // and a real difference is reported. Redeploy takes the new values.
     let mut kept = Vec::new();
     if let Some(h) = &existing {
         for (path, now) in [
-            (&["bootMACAddress"][..], rendered.selection.mac.to_string()),
+            (&["bootMACAddress"][..], mac.clone()),
             (&["bmc", "address"][..], rendered.bmc_address.clone()),
         ] {
             let old = path
@@ -391,19 +491,23 @@ async fn admitted(
                 .try_fold(&Value::Object(h.spec.fields.clone()), |v, k| v.get(*k))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            if let Some(old) = old.filter(|o| !o.eq_ignore_ascii_case(&now)) {
+            if let Some(old) = old {
                 let mut target = &mut rendered.bare_metal_host["spec"];
                 for k in path {
                     target = &mut target[*k];
                 }
                 *target = Value::String(old.clone());
-                kept.push(format!(
-                    "{} {old} (the gateway now gives {now})",
-                    path.join(".")
-                ));
+                if !old.eq_ignore_ascii_case(&now) {
+                    kept.push(format!(
+                        "{} {old} (the gateway now gives {now})",
+                        path.join(".")
+                    ));
+                }
             }
         }
     }
+    let adopted = matches!(plan, HostPlan::Adopt { .. });
+    let req = &req;
 
     // From here the host may exist: the slot is kept even if a write fails.
     writes::apply_rendered(ctx, &rendered).await?;
@@ -413,7 +517,7 @@ async fn admitted(
         writes::delete_own_nmstate(
             ctx,
             &rendered.namespace,
-            &nmstate_config_name(&req.name),
+            &nmstate_config_name(&req.object_name),
             gen,
         )
         .await?;
@@ -423,9 +527,10 @@ async fn admitted(
     next.mac_address = rendered.bare_metal_host["spec"]["bootMACAddress"]
         .as_str()
         .map(str::to_owned);
-    next.ipmi_address = rendered.bare_metal_host["spec"]["bmc"]["address"]
+    next.bmc_address = rendered.bare_metal_host["spec"]["bmc"]["address"]
         .as_str()
         .map(str::to_owned);
+    next.ipmi_address = next.bmc_address.as_deref().map(legacy::bare_bmc_host);
     if !kept.is_empty() {
         let note = format!(
             "BareMetalHost {host} keeps its {}; annotate {REDEPLOY_ANNOTATION} to recreate it",
@@ -451,6 +556,8 @@ async fn admitted(
         "BareMetalHost {host} {} with boot MAC {} (NIC {}, from {})",
         if existing.is_none() {
             "created"
+        } else if adopted {
+            "adopted from the old operator"
         } else {
             "updated"
         },
@@ -541,11 +648,12 @@ fn completed_status(
 ) -> BareMetalHostGeneratorStatus {
     BareMetalHostGeneratorStatus {
         mac_address: Some(r.selection.mac.to_string()),
-        ipmi_address: Some(r.bmc_address.clone()),
+        ipmi_address: Some(legacy::bare_bmc_host(&r.bmc_address)),
+        bmc_address: Some(r.bmc_address.clone()),
         bmh_name: Some(r.bmh_name.clone()),
         bmh_namespace: Some(r.namespace.clone()),
         server_vendor: Some(spec_vendor_name(r.vendor).to_owned()),
-        vlan_id: req.vlan_id.map(i64::from),
+        vlan_id: req.vlan_for(r.vendor).map(i64::from),
         selected_nic_name: Some(r.selection.nic_name.clone()),
         selected_mac_index: Some(r.selection.mac_index.to_string()),
         ..prev.clone()
@@ -569,7 +677,7 @@ async fn dry_run(
         format!("Secret {}", rendered.secret.name()),
         format!("BareMetalHost {}", rendered.bmh_name),
     ];
-    if req.vlan_id.is_some() {
+    if rendered.nmstate_config.is_some() {
         would.push(format!(
             "NMStateConfig {}",
             nmstate_config_name(&rendered.bmh_name)
@@ -654,7 +762,7 @@ async fn redeploy(
                 "redeploy ignored: BareMetalHost {ns}/{name} belongs to generator {}",
                 foreign_owner(&h, gen).unwrap_or_default()
             );
-            writes::remove_annotation(api, gen, REDEPLOY_ANNOTATION).await?;
+            remove_redeploy_requests(api, gen).await?;
             publish(ctx, gen, EventType::Warning, "Redeploy", message).await;
             return Ok(Action::await_change());
         }
@@ -681,7 +789,7 @@ async fn redeploy(
         message.clone(),
     )
     .await?;
-    writes::remove_annotation(api, gen, REDEPLOY_ANNOTATION).await?;
+    remove_redeploy_requests(api, gen).await?;
     publish(ctx, gen, EventType::Normal, "Redeploy", message).await;
     Ok(Action::requeue(ctx.settings.redeploy_poll))
 }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::crd::{GeneratorRequest, MacIndex};
+use super::legacy;
 use crate::domain::{BmcAddress, MacAddress, ServerRecord, Vendor};
 
 /// Label that joins a host (and its NMStateConfig) to an assisted-installer InfraEnv.
@@ -140,21 +141,55 @@ fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D
     })
 }
 
-/// The server-profile rules file: `rules: [{pattern, nicName, macIndex}]`, first match wins.
+/// The server-profile rules file, in one of two formats told apart by the top key:
+/// - this controller's `rules: [{pattern, nicName, macIndex}]` (glob, flat NIC index);
+/// - the kopf operator's `profiles: [{pattern, nic_name, mac_index}, {default: true, …}]`
+///   (substring, its per-vendor index meaning; see [`legacy::old_dell_position`]).
+///
+/// First match wins in both. Any other file is an error: it must never load as "no rules".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProfileRules {
     rules: Vec<(ProfileRule, MacIndex)>,
+    old: Option<legacy::OldProfiles>,
 }
 
 impl ProfileRules {
     pub fn from_yaml(text: &str) -> Result<Self, RenderError> {
         #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
         struct File {
-            #[serde(default)]
             rules: Vec<ProfileRule>,
         }
-        let file: File =
+        let top: Value =
             serde_norway::from_str(text).map_err(|e| RenderError::Rules(e.to_string()))?;
+        let keys: Vec<&str> = top
+            .as_object()
+            .map(|m| m.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        if keys == ["profiles"] {
+            let old = legacy::OldProfiles::from_value(&top["profiles"])
+                .map_err(|e| RenderError::Rules(format!("old operator's profiles format: {e}")))?;
+            for p in old.patterns.iter().chain(old.default.as_ref()) {
+                check_interface_name(&p.nic_name)?;
+            }
+            return Ok(Self {
+                rules: Vec::new(),
+                old: Some(old),
+            });
+        }
+        if keys != ["rules"] {
+            return Err(RenderError::Rules(format!(
+                "neither this controller's format (top key `rules`) nor the old operator's \
+                 (top key `profiles`); found {}",
+                if keys.is_empty() {
+                    "no keys".to_owned()
+                } else {
+                    format!("keys {}", keys.join(", "))
+                }
+            )));
+        }
+        let file: File =
+            serde_json::from_value(top).map_err(|e| RenderError::Rules(e.to_string()))?;
         let rules = file
             .rules
             .into_iter()
@@ -165,7 +200,16 @@ impl ProfileRules {
                 Ok((r, idx))
             })
             .collect::<Result<_, RenderError>>()?;
-        Ok(Self { rules })
+        Ok(Self { rules, old: None })
+    }
+
+    /// Which format the rules were read from (for logs and Events).
+    pub fn format(&self) -> &'static str {
+        if self.old.is_some() {
+            "old operator's profiles"
+        } else {
+            "rules"
+        }
     }
 
     /// The first rule whose pattern matches the server name.
@@ -266,6 +310,32 @@ pub fn select_nic(
     if let Some(o) = &req.nic_override {
         return pick(o.mac_index, &o.nic_name, NicSource::Override, None);
     }
+    if let Some(p) = rules
+        .old
+        .as_ref()
+        .and_then(|o| o.lookup(record.name.as_str()))
+    {
+        // The old operator applied mac_index on Dell only (cards, not NICs); on HP and Cisco it
+        // took its own vendor choice of MAC and used the profile for the NIC name alone.
+        let rule = Some(p.pattern.clone().unwrap_or_else(|| "default".to_owned()));
+        let i = if record.vendor == Vendor::Dell {
+            let names: Vec<&str> = nics.iter().map(|n| n.name.as_str()).collect();
+            legacy::old_dell_position(&names, p.mac_index).ok_or(
+                RenderError::MacIndexOutOfRange {
+                    index: format!("{} (old meaning: card {0})", p.mac_index),
+                    nics: nics.len(),
+                },
+            )?
+        } else {
+            vendor_default_position(record)
+        };
+        return pick(
+            MacIndex::Index(i),
+            &p.nic_name,
+            NicSource::ProfileRule,
+            rule,
+        );
+    }
     if let Some((rule, idx)) = rules.find(record.name.as_str()) {
         return pick(
             idx,
@@ -274,16 +344,21 @@ pub fn select_nic(
             Some(rule.pattern.clone()),
         );
     }
-    let i = record
-        .boot_mac
-        .and_then(|m| nics.iter().position(|n| n.mac == m))
-        .unwrap_or(0);
+    let i = vendor_default_position(record);
     pick(
         MacIndex::Index(i),
         &opts.default_nic_name,
         NicSource::VendorDefault,
         None,
     )
+}
+
+/// The NIC the vendor marks as boot, else the first one.
+fn vendor_default_position(record: &ServerRecord) -> usize {
+    record
+        .boot_mac
+        .and_then(|m| record.nics.iter().position(|n| n.mac == m))
+        .unwrap_or(0)
 }
 
 /// A permanent reason not to create a host: the generator goes to `Failed` with this message.
@@ -368,12 +443,33 @@ pub fn vendor_prefix(v: Vendor) -> &'static str {
     }
 }
 
-pub fn secret_name(vendor: Vendor, generator: &str) -> String {
-    format!("{}-cred-{generator}", vendor_prefix(vendor))
+/// `<vendor>-cred-<server>`, the old operator's name for the BMC credential Secret.
+pub fn secret_name(vendor: Vendor, server: &str) -> String {
+    format!("{}-cred-{server}", vendor_prefix(vendor))
 }
 
-pub fn nmstate_config_name(generator: &str) -> String {
-    format!("nmstate-config-{generator}")
+/// The Secret name the old operator derived from whatever vendor text it had (status
+/// `serverVendor`): `bmc-cred-<server>` for anything but HP, DELL and CISCO.
+pub fn old_secret_name(vendor: Option<&str>, server: &str) -> String {
+    match vendor.map(str::to_lowercase).as_deref() {
+        Some(v @ ("hp" | "dell" | "cisco")) => format!("{v}-cred-{server}"),
+        _ => format!("bmc-cred-{server}"),
+    }
+}
+
+pub fn nmstate_config_name(server: &str) -> String {
+    format!("nmstate-config-{server}")
+}
+
+/// Whether a name is one Kubernetes (and Metal3) accepts for the objects of a server; the
+/// message says why not. Names are never altered to fit.
+pub fn check_object_names(server: &str, vendor: Option<Vendor>) -> Result<(), RenderError> {
+    check_host_name(server)?;
+    check_dns_subdomain(&nmstate_config_name(server))?;
+    if let Some(v) = vendor {
+        check_dns_subdomain(&secret_name(v, server))?;
+    }
+    Ok(())
 }
 
 /// `bmc.address` for a vendor: the URL schemes the old operator used, IPv6 in brackets.
@@ -417,7 +513,7 @@ pub fn credential_secret(
     if username.is_empty() || password.is_empty() {
         return Err(RenderError::EmptyCredentials(vendor));
     }
-    let name = secret_name(vendor, &req.name);
+    let name = secret_name(vendor, &req.object_name);
     check_dns_subdomain(&name)?;
     Ok(CredentialSecret(Secret {
         metadata: ObjectMeta {
@@ -444,7 +540,7 @@ pub fn render(
     opts: &RenderOptions,
 ) -> Result<Rendered, RenderError> {
     let vendor = record.vendor;
-    let bmh_name = req.name.clone();
+    let bmh_name = req.object_name.clone();
     let namespace = req.target_namespace.clone();
     check_host_name(&bmh_name)?;
     check_dns_subdomain(&secret_name(vendor, &bmh_name))?;
@@ -508,7 +604,7 @@ pub fn render(
         "spec": bmh_spec,
     });
 
-    let nmstate_config = match req.vlan_id {
+    let nmstate_config = match req.vlan_for(vendor) {
         None => None,
         Some(vlan) => {
             let base = selection.nic_name.as_str();
@@ -764,7 +860,7 @@ mod tests {
         let req = request(
             "metadata: {name: worker-01, namespace: ztp}
 spec:
-  serverName: OV-SRV-0001
+  serverName: ov-srv-0001
   namespace: cluster-a
   infraEnv: cluster-a-env
   labels: {rack: r12}
@@ -783,8 +879,24 @@ spec:
         .unwrap();
         assert_eq!(r.selection.source, NicSource::Override);
         assert_eq!(r.selection.mac_index, 2);
-        assert_eq!(r.secret.name(), "hp-cred-worker-01");
+        // Named after the server, as the old operator named them, not after the generator.
+        assert_eq!(r.secret.name(), "hp-cred-ov-srv-0001");
+        assert_eq!(r.bmh_name, "ov-srv-0001");
         golden("hpe-vlan-override", &r);
+        // A server name that is no valid object name fails; it is never rewritten to fit.
+        let mut upper = req.clone();
+        upper.object_name = "OV-SRV-0001".into();
+        let e = render(
+            &upper,
+            &rec,
+            &creds(),
+            &ProfileRules::default(),
+            &RenderOptions::default(),
+        );
+        assert!(
+            matches!(e, Err(RenderError::ObjectName { ref name, .. }) if name == "OV-SRV-0001"),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -815,7 +927,7 @@ spec:
         )
         .unwrap();
         let req = request(
-            "metadata: {name: ucs-a-db1, namespace: ztp}\nspec: {serverName: UCS-A-DB1, infraEnv: env, server_vendor: cisco, networkConfig: {vlanId: 42}}\n",
+            "metadata: {name: ucs-a-db1, namespace: ztp}\nspec: {serverName: ucs-a-db1, infraEnv: env, server_vendor: cisco, networkConfig: {vlanId: 42}}\n",
         );
         let rec = record(Vendor::Cisco, "ucs-a-db1", "fd00:10::20", &MACS);
         let opts = RenderOptions {
@@ -862,7 +974,7 @@ spec:
         assert_eq!(run(&ok, &rec, &opts), Ok(()));
 
         let uuid = request(
-            "metadata: {name: 123e4567-e89b-12d3-a456-426614174000, namespace: ztp}\nspec: {infraEnv: env, serverName: h1}\n",
+            "metadata: {name: h1, namespace: ztp}\nspec: {infraEnv: env, serverName: 123e4567-e89b-12d3-a456-426614174000}\n",
         );
         assert!(matches!(
             run(&uuid, &rec, &opts),
@@ -985,9 +1097,120 @@ spec:
             ProfileRules::from_yaml("rules:\n- {pattern: x, nicName: 'a b', macIndex: 0}\n")
                 .is_err()
         );
+        // A file in neither format never loads as "no rules".
+        for neither in [
+            "{}",
+            "",
+            "profile:\n- {pattern: x, nic_name: e}\n",
+            "rules: []\nprofiles: []\n",
+            "- a\n",
+        ] {
+            let e = ProfileRules::from_yaml(neither).unwrap_err().to_string();
+            assert!(
+                e.contains("neither") || e.contains("rules"),
+                "{neither:?}: {e}"
+            );
+        }
         assert_eq!(
-            ProfileRules::from_yaml("{}").unwrap(),
+            ProfileRules::from_yaml("rules: []\n").unwrap(),
             ProfileRules::default()
         );
+    }
+
+    #[test]
+    fn the_old_operators_profiles_file_is_read_with_its_meaning() {
+        let old = "profiles:\n  - pattern: \"h100\"\n    nic_name: \"ens8f0np0\"\n    mac_index: \"2\"\n  - pattern: \"10tb-\"\n    nic_name: \"ens2f0np0\"\n    mac_index: \"last\"\n  - default: true\n    nic_name: \"eno12399np0\"\n    mac_index: \"first\"\n";
+        let rules = ProfileRules::from_yaml(old).unwrap();
+        assert_eq!(rules.format(), "old operator's profiles");
+        let none = ProfileRules::default();
+        let _ = none;
+        let req = request("metadata: {name: gpu-h100-7, namespace: ztp}\nspec: {infraEnv: env}\n");
+        // Dell: index 2 is the third *card*; here cards 1 and 3 have two partitions each.
+        let mut dell = record(Vendor::Dell, "GPU-H100-7", "10.0.0.8", &MACS);
+        let names = [
+            "NIC.Integrated.1-1-1",
+            "NIC.Integrated.1-2-1",
+            "NIC.Slot.2-1-1",
+        ];
+        for (n, name) in dell.nics.iter_mut().zip(names) {
+            n.name = name.into();
+        }
+        dell.nics.push(Nic {
+            name: "NIC.Slot.3-1-1".into(),
+            mac: MacAddress::parse("aa:bb:cc:00:00:04").unwrap(),
+            kind: None,
+            location: None,
+        });
+        let s = select_nic(&req, &dell, &rules, &RenderOptions::default()).unwrap();
+        assert_eq!((s.nic_name.as_str(), s.mac_index), ("ens8f0np0", 3));
+        // The new format's index 2 is the third NIC: the two formats differ here.
+        let new = ProfileRules::from_yaml(
+            "rules:\n- {pattern: '*h100*', nicName: ens8f0np0, macIndex: 2}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            select_nic(&req, &dell, &new, &RenderOptions::default())
+                .unwrap()
+                .mac_index,
+            2
+        );
+        // HP/Cisco: the old operator ignored mac_index and took the vendor's boot NIC.
+        let mut hp = record(Vendor::Hpe, "gpu-h100-7", "10.0.0.9", &MACS);
+        hp.boot_mac = Some(MacAddress::parse(MACS[1]).unwrap());
+        let s = select_nic(&req, &hp, &rules, &RenderOptions::default()).unwrap();
+        assert_eq!((s.nic_name.as_str(), s.mac_index), ("ens8f0np0", 1));
+        // The default entry
+        let web = request("metadata: {name: web-1, namespace: ztp}\nspec: {infraEnv: env}\n");
+        let s = select_nic(
+            &web,
+            &record(Vendor::Dell, "web-1", "10.0.0.7", &MACS),
+            &rules,
+            &RenderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.nic_name.as_str(), s.mac_index, s.rule.as_deref()),
+            ("eno12399np0", 0, Some("default"))
+        );
+        // last
+        let st = request("metadata: {name: st-10tb-1, namespace: ztp}\nspec: {infraEnv: env}\n");
+        let s = select_nic(
+            &st,
+            &record(Vendor::Dell, "st-10tb-1", "10.0.0.6", &MACS),
+            &rules,
+            &RenderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((s.nic_name.as_str(), s.mac_index), ("ens2f0np0", 2));
+    }
+
+    #[test]
+    fn the_vlan_annotation_makes_an_nmstateconfig_for_dell_only() {
+        let req = request("metadata: {name: d1, namespace: ztp, annotations: {vlanId: '24', server_vendor: DELL}}\nspec: {infraEnv: env}\n");
+        assert_eq!(
+            (req.vendor, req.annotation_vlan_id),
+            (Some(Vendor::Dell), Some(24))
+        );
+        let none = ProfileRules::default();
+        let r = render(
+            &req,
+            &record(Vendor::Dell, "d1", "10.0.0.2", &MACS),
+            &creds(),
+            &none,
+            &RenderOptions::default(),
+        )
+        .unwrap();
+        let nm = r.nmstate_config.unwrap();
+        assert_eq!(nm["metadata"]["name"], "nmstate-config-d1");
+        assert_eq!(nm["spec"]["config"]["interfaces"][1]["vlan"]["id"], 24);
+        let r = render(
+            &req,
+            &record(Vendor::Hpe, "d1", "10.0.0.2", &MACS),
+            &creds(),
+            &none,
+            &RenderOptions::default(),
+        )
+        .unwrap();
+        assert!(r.nmstate_config.is_none());
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::context::{Context, FIELD_MANAGER, FINALIZER};
 use super::crd::{BareMetalHostGenerator, BareMetalHostGeneratorStatus};
+use super::legacy::OLD_FINALIZERS;
 use super::objects::{BareMetalHost, NMStateConfig};
 use super::render::{CredentialSecret, Rendered, GENERATOR_LABEL, GENERATOR_NAMESPACE_LABEL};
 
@@ -115,11 +116,26 @@ where
     Ok(deleted)
 }
 
-/// The replaced kopf operator's finalizer. It is stopped for good, so its marker would block
-/// every deletion; ours takes its place.
-const KOPF_FINALIZER: &str = "kopf.zalando.org/KopfFinalizerMarker";
+/// Deletes one object if it carries no generator label (the old operator created it and this
+/// controller never adopted it); already gone is fine.
+pub async fn delete_if_unowned<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let existing = match api.get_opt(name).await {
+        Ok(e) => e,
+        // The kind is not installed: there is none.
+        Err(kube::Error::Api(e)) if e.code == 404 => None,
+        Err(e) => return Err(e),
+    };
+    match existing {
+        Some(o) if !o.labels().contains_key(GENERATOR_LABEL) => delete_if_present(api, name).await,
+        _ => Ok(false),
+    }
+}
 
-/// Deletes the NMStateConfig of this name if this generator produced it (by its labels).
+/// Deletes the NMStateConfig of this name if this generator produced it (by its labels), or
+/// the old operator did (no generator label: one it left when the VLAN went away).
 pub async fn delete_own_nmstate(
     ctx: &Context,
     ns: &str,
@@ -137,7 +153,8 @@ pub async fn delete_own_nmstate(
     let labels = nm.labels();
     let ours = labels.get(GENERATOR_LABEL).map(String::as_str) == Some(gen.name_any().as_str())
         && labels.get(GENERATOR_NAMESPACE_LABEL).map(String::as_str) == gen.namespace().as_deref();
-    if ours {
+    let old_operators = !labels.contains_key(GENERATOR_LABEL);
+    if ours || old_operators {
         delete_if_present(&api, name).await?;
     }
     Ok(())
@@ -151,7 +168,7 @@ pub async fn add_finalizer(
     let mut finalizers: Vec<String> = gen
         .finalizers()
         .iter()
-        .filter(|f| *f != KOPF_FINALIZER)
+        .filter(|f| !OLD_FINALIZERS.contains(&f.as_str()))
         .cloned()
         .collect();
     finalizers.push(FINALIZER.to_owned());
@@ -163,7 +180,8 @@ pub async fn add_finalizer(
         .await
 }
 
-/// Removes the finalizer (and only ours), guarded by resourceVersion.
+/// Removes the finalizer, ours and the old operator's (nothing else), guarded by
+/// resourceVersion.
 pub async fn remove_finalizer(
     api: &Api<BareMetalHostGenerator>,
     gen: &BareMetalHostGenerator,
@@ -171,7 +189,7 @@ pub async fn remove_finalizer(
     let finalizers: Vec<&String> = gen
         .finalizers()
         .iter()
-        .filter(|f| *f != FINALIZER)
+        .filter(|f| *f != FINALIZER && !OLD_FINALIZERS.contains(&f.as_str()))
         .collect();
     let patch = json!({"metadata": {
         "finalizers": finalizers,
@@ -203,7 +221,7 @@ pub async fn remove_annotation(
 
 /// The status fields a merge patch must clear when they are unset (a JSON merge patch only
 /// removes what it sets to null).
-const STATUS_FIELDS: [&str; 12] = [
+const STATUS_FIELDS: [&str; 13] = [
     "phase",
     "message",
     "bufferedAt",
@@ -216,6 +234,7 @@ const STATUS_FIELDS: [&str; 12] = [
     "selectedNicName",
     "selectedMacIndex",
     "observedGeneration",
+    "bmcAddress",
 ];
 
 /// Replaces the generator's status through the status subresource.
