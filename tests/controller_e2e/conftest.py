@@ -163,8 +163,9 @@ def log_tail(proc, lines=40):
 
 
 def demo_gateway(*fleet_args):
-    """Starts the real gateway and the three simulators (plain HTTP, token auth) serving the fleet
-    `fleet_args` choose (`--servers N --seed S`, or `--inventory FILE`); yields its URLs, then stops."""
+    """Starts the real gateway and the three simulators (plain HTTP, token auth) serving the
+    fleet `fleet_args` choose (`--servers N --seed S` or `--inventory FILE`); yields its URLs,
+    then stops them."""
     procs = Processes()
     ports = {k: free_port() for k in ("gateway", "oneview", "ucsm", "ome")}
     proc = procs.start([
