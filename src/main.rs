@@ -49,6 +49,9 @@ enum Command {
     Crd,
     /// Run the BareMetalHostGenerator controller (Kubernetes client from KUBECONFIG or in-cluster).
     Controller(Box<inventory_gateway::controller::run::ControllerArgs>),
+    /// Before switching from the kopf operator: list per generator what the controller would
+    /// adopt, create, keep, rename on redeploy or refuse. Read-only (GET and LIST).
+    MigrateCheck(inventory_gateway::controller::migrate_check::MigrateCheckArgs),
     /// Simulators plus a gateway configured against them, all on loopback.
     Demo {
         /// Gateway port.
@@ -138,7 +141,12 @@ fn main() -> anyhow::Result<()> {
         (_, Some(t)) => t.log_filter.clone(),
         (Command::Sim { .. }, None) => "warn,inventory_gateway=info".to_owned(),
         (Command::Bench(_), None) => "warn".to_owned(),
-        (Command::Controller(_), None) => "info,kube_runtime=warn".to_owned(),
+        (Command::Controller(_), None) => match controller_log_level() {
+            Ok(Some(filter)) => filter.to_owned(),
+            Ok(None) => "info,kube_runtime=warn".to_owned(),
+            Err(e) => anyhow::bail!(e),
+        },
+        (Command::MigrateCheck(_), None) => "warn".to_owned(),
         _ => "info".to_owned(),
     };
     let format = cli.log_format.unwrap_or(match config_telemetry {
@@ -209,16 +217,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
             scopes,
             generate,
         } => hash_token(&name, &scopes, generate),
+        Command::MigrateCheck(args) => {
+            print!(
+                "{}",
+                inventory_gateway::controller::migrate_check::run(args).await?
+            );
+            Ok(())
+        }
         Command::Crd => {
             print!("{}", inventory_gateway::controller::crd::crd_yaml()?);
             Ok(())
         }
-        Command::Controller(args) => {
+        Command::Controller(mut args) => {
+            args.flags = std::env::args()
+                .filter_map(|a| {
+                    a.strip_prefix("--")
+                        .map(|f| f.split('=').next().unwrap_or(f).to_owned())
+                })
+                .collect();
+            args.apply_env(&std::env::vars().collect())?;
             inventory_gateway::controller::run::run(*args, wait_for_shutdown_signal()).await?;
             tracing::info!("controller stopped");
             Ok(())
         }
     }
+}
+
+/// The old operator's `LOG_LEVEL` (Python level names) as the controller's default filter;
+/// `RUST_LOG` beside it is an error naming both.
+fn controller_log_level() -> Result<Option<&'static str>, String> {
+    use inventory_gateway::controller::legacy;
+    let env: std::collections::BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k == "RUST_LOG" || k == "LOG_LEVEL")
+        .collect();
+    Ok(legacy::one_of(&env, "RUST_LOG", "LOG_LEVEL")?
+        .filter(|(_, spelling)| *spelling == "old")
+        .map(|(v, _)| legacy::log_filter_from_level(&v)))
 }
 
 fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Config> {

@@ -242,3 +242,72 @@ async fn an_unreachable_gateway_is_a_transient_transport_error() {
     assert!(matches!(err, GatewayError::Transport(_)), "{err:?}");
     assert!(!err.is_permanent());
 }
+
+/// Serves `body` as a 200 JSON answer to every request, on loopback (a gateway of the issue-11
+/// contract, which names the systems that did not answer in `unverified`).
+async fn canned_gateway(body: serde_json::Value) -> (Url, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let text = body.to_string();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let _ = sock.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = sock.write_all(answer.as_bytes()).await;
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn an_answer_with_unverified_systems_is_transient_and_names_them() {
+    let stack = stack("").await;
+    let name = first_name(&stack, SystemKind::Ome).await;
+    // A real record from the real gateway, as the base of the canned answers.
+    let mut record: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/servers/{name}", stack.gateway))
+        .bearer_auth(helpers::READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stack.stop().await;
+
+    record["unverified"] = json!(["oneview-1", "ucsm-1"]);
+    let (url, task) = canned_gateway(record.clone()).await;
+    let mut cfg = GatewayClientConfig::new(url);
+    cfg.max_attempts = 3;
+    let c = GatewayClient::new(cfg).unwrap();
+    let err = c.server(&name, None).await.unwrap_err();
+    assert!(!err.is_permanent(), "{err}");
+    match &err {
+        GatewayError::Unverified { systems, .. } => {
+            assert_eq!(systems, &["oneview-1".to_owned(), "ucsm-1".to_owned()])
+        }
+        other => panic!("expected Unverified, got {other:?}"),
+    }
+    assert!(err.to_string().contains("oneview-1, ucsm-1"), "{err}");
+    task.abort();
+
+    // `[]`, and absent (older gateways), both mean every system answered.
+    for unverified in [Some(json!([])), None] {
+        let mut r = record.clone();
+        match unverified {
+            Some(v) => r["unverified"] = v,
+            None => {
+                r.as_object_mut().unwrap().remove("unverified");
+            }
+        }
+        let (url, task) = canned_gateway(r).await;
+        let c = GatewayClient::new(GatewayClientConfig::new(url)).unwrap();
+        assert!(name.matches(&c.server(&name, None).await.unwrap().name));
+        task.abort();
+    }
+}

@@ -709,6 +709,55 @@ spec:
     }
 
     #[test]
+    fn status_written_by_the_old_operator_reads_without_loss() {
+        let old: BareMetalHostGeneratorStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Buffered", "message": "Server buffered - limit reached (20 available)",
+            "bufferedAt": "2025-01-02T03:04:05.123456Z", "macAddress": "B0:7B:25:00:00:01",
+            "ipmiAddress": "10.0.0.5", "serverVendor": "DELL", "vlanId": "24"
+        }))
+        .unwrap();
+        assert_eq!(old.phase, Some(Phase::Buffered));
+        assert_eq!(old.vlan_id, Some(24));
+        assert!(old.buffered_at.is_some(), "Python's isoformat() + Z");
+        assert_eq!(old.mac_address.as_deref(), Some("B0:7B:25:00:00:01"));
+        assert_eq!(old.ipmi_address.as_deref(), Some("10.0.0.5"));
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(BareMetalHostGenerator::crd()).unwrap();
+        let vlan = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+            ["properties"]["vlanId"];
+        assert_eq!(
+            vlan["x-kubernetes-int-or-string"], true,
+            "a stored \"24\" fits the schema"
+        );
+    }
+
+    #[test]
+    fn old_annotations_are_fallbacks_behind_the_spec() {
+        let g = generator(
+            "metadata: {name: a, namespace: n, annotations: {server_vendor: dell, vlanId: '24'}}\nspec: {infraEnv: e}\n",
+        );
+        let r = g.parse().unwrap();
+        assert_eq!(
+            (r.vendor, r.annotation_vlan_id, r.vlan_id),
+            (Some(Vendor::Dell), Some(24), None)
+        );
+        let g = generator(
+            "metadata: {name: a, namespace: n, annotations: {server_vendor: dell, vlanId: '24'}}\nspec: {infraEnv: e, server_vendor: HP, networkConfig: {vlanId: 30}}\n",
+        );
+        let r = g.parse().unwrap();
+        assert_eq!(r.vendor, Some(Vendor::Hpe));
+        assert_eq!(r.vlan_for(Vendor::Hpe), Some(30));
+        let g = generator(
+            "metadata: {name: a, namespace: n, annotations: {vlanId: 'x'}}\nspec: {infraEnv: e}\n",
+        );
+        assert_eq!(g.parse(), Err(SpecError::VlanAnnotation("x".into())));
+        let g = generator(
+            "metadata: {name: a, namespace: n, annotations: {vlanId: None}}\nspec: {infraEnv: e}\n",
+        );
+        assert_eq!(g.parse().unwrap().annotation_vlan_id, None);
+    }
+
+    #[test]
     fn crd_identity_and_schema() {
         use kube::CustomResourceExt;
         let crd = serde_json::to_value(BareMetalHostGenerator::crd()).unwrap();

@@ -20,6 +20,8 @@ pub struct ControllerMetrics {
     pub reconcile_errors: IntCounterVec,
     pub phase_transitions: IntCounterVec,
     pub leader: IntGauge,
+    /// NIC rules files refused (neither format, or invalid); the last good rules stay.
+    pub rules_rejected: IntCounter,
 }
 
 impl ControllerMetrics {
@@ -94,7 +96,12 @@ impl ControllerMetrics {
         registry.register(Box::new(reconcile_duration.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(phase_transitions.clone()))?;
+        let rules_rejected = IntCounter::with_opts(opts(
+            "profile_rules_rejected_total",
+            "NIC rules files refused on reload (the last good rules stay in force).",
+        ))?;
         registry.register(Box::new(leader.clone()))?;
+        registry.register(Box::new(rules_rejected.clone()))?;
         Ok(Self {
             registry,
             hosts_created,
@@ -107,6 +114,7 @@ impl ControllerMetrics {
             reconcile_errors,
             phase_transitions,
             leader,
+            rules_rejected,
         })
     }
 

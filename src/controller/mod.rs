@@ -15,6 +15,7 @@ pub mod gateway_client;
 pub mod leader;
 pub mod legacy;
 pub mod metrics;
+pub mod migrate_check;
 pub mod objects;
 pub mod reconcile;
 pub mod render;

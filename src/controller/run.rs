@@ -1,6 +1,7 @@
 //! `inventory-gateway controller`: settings, and the wiring of watches, leader election, the
 //! kube-rs `Controller` and the metrics server.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,7 +28,7 @@ use super::metrics::ControllerMetrics;
 use super::objects::BareMetalHost;
 use super::reconcile::{error_policy, generator_key, reconcile, to_chrono};
 use super::render::{BootMode, CredentialStore, ProfileRules, RenderOptions};
-use super::{server, watchers};
+use super::{legacy, server, watchers};
 
 fn duration(s: &str) -> Result<Duration, String> {
     humantime_serde::re::humantime::parse_duration(s).map_err(|e| e.to_string())
@@ -74,18 +75,23 @@ pub struct ControllerArgs {
     /// Label selector: only these BareMetalHosts count towards the limit.
     #[arg(long, env = "BMH_LABEL_SELECTOR")]
     pub bmh_selector: Option<String>,
-    /// Safety-net interval for releasing buffered generators.
-    #[arg(long, env = "RESYNC_INTERVAL", default_value = "30s", value_parser = duration)]
+    /// Safety-net interval for releasing buffered generators. Old spelling:
+    /// `BUFFER_CHECK_INTERVAL` (whole seconds).
+    #[arg(long, default_value = "30s", value_parser = duration)]
     pub resync_interval: Duration,
     /// An admitted host never seen by the watch frees its slot after this long.
     #[arg(long, env = "PENDING_TTL", default_value = "10m", value_parser = duration)]
     pub pending_ttl: Duration,
-    /// On generator deletion, delete the BareMetalHost, NMStateConfig and Secret it created.
-    #[arg(long, env = "DELETE_RESOURCES_ON_DELETE", default_value = "false", num_args = 0..=1,
+    /// On generator deletion, delete the BareMetalHost, NMStateConfig and Secret it created
+    /// (the old operator's default; env `DELETE_RESOURCES_ON_DELETE` with its spellings
+    /// true/1/yes/on, false/0/no/off).
+    #[arg(long, default_value = "true", num_args = 0..=1,
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub delete_resources_on_delete: bool,
-    /// NIC rules file (`rules: [{pattern, nicName, macIndex}]`), re-read when it changes.
-    #[arg(long, env = "PROFILE_RULES_FILE")]
+    /// NIC rules file, this controller's `rules:` format or the old operator's `profiles:`
+    /// format; re-read when it changes. Env `PROFILE_RULES_FILE`, old spelling
+    /// `SERVER_PROFILES_PATH`.
+    #[arg(long)]
     pub profile_rules: Option<PathBuf>,
     /// Render plain Metal3 hosts, without the assisted-installer annotations and customDeploy.
     #[arg(long, env = "PLAIN_METAL3", default_value = "false", num_args = 0..=1,
@@ -125,6 +131,9 @@ pub struct ControllerArgs {
     /// Leader-election identity. Default: the host name.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Long flags given on the command line (they win over the environment).
+    #[arg(skip)]
+    pub flags: BTreeSet<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,9 +160,43 @@ pub enum RunError {
     },
     #[error("lost the leader Lease; exiting so that only one replica reconciles")]
     LostLeadership,
+    #[error("setting: {0}")]
+    Setting(String),
 }
 
 impl ControllerArgs {
+    /// Reads the settings that have an old spelling (the kopf operator's) from the
+    /// environment, with the old meaning; one given in both spellings is an error naming both.
+    /// Flags given on the command line win over the environment.
+    pub fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), RunError> {
+        let bad = RunError::Setting;
+        if let Some((v, spelling)) =
+            legacy::one_of(env, "RESYNC_INTERVAL", "BUFFER_CHECK_INTERVAL").map_err(bad)?
+        {
+            if !self.flags.contains("resync-interval") {
+                self.resync_interval = if spelling == "old" {
+                    legacy::parse_old_seconds("BUFFER_CHECK_INTERVAL", &v).map_err(bad)?
+                } else {
+                    duration(&v).map_err(|e| bad(format!("RESYNC_INTERVAL={v:?}: {e}")))?
+                };
+            }
+        }
+        if let Some((v, _)) =
+            legacy::one_of(env, "PROFILE_RULES_FILE", "SERVER_PROFILES_PATH").map_err(bad)?
+        {
+            if !self.flags.contains("profile-rules") {
+                self.profile_rules = Some(PathBuf::from(v));
+            }
+        }
+        if let Some(v) = env.get("DELETE_RESOURCES_ON_DELETE") {
+            if !self.flags.contains("delete-resources-on-delete") {
+                self.delete_resources_on_delete =
+                    legacy::parse_old_bool("DELETE_RESOURCES_ON_DELETE", v).map_err(bad)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn counted_states(&self) -> Vec<String> {
         self.counted_states
             .split(',')
@@ -423,4 +466,129 @@ where
     run.await;
     tasks.abort_all();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn args(flags: &[&str], env: &[(&str, &str)]) -> Result<ControllerArgs, RunError> {
+        let mut argv = vec!["x", "--gateway-url", "http://127.0.0.1:1"];
+        argv.extend(flags);
+        let mut a = Cli::try_parse_from(argv)
+            .map_err(|e| RunError::Setting(e.to_string()))?
+            .args;
+        a.flags = flags
+            .iter()
+            .filter_map(|f| f.strip_prefix("--"))
+            .map(|f| f.split('=').next().unwrap_or(f).to_owned())
+            .collect();
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        a.apply_env(&env)?;
+        Ok(a)
+    }
+
+    #[test]
+    fn buffer_check_interval_is_read_as_bare_seconds() {
+        let a = args(&[], &[("BUFFER_CHECK_INTERVAL", "45")]).unwrap();
+        assert_eq!(a.resync_interval, Duration::from_secs(45));
+        let a = args(&[], &[("RESYNC_INTERVAL", "2m")]).unwrap();
+        assert_eq!(a.resync_interval, Duration::from_secs(120));
+        assert!(args(&[], &[("BUFFER_CHECK_INTERVAL", "45s")]).is_err());
+        let e = args(
+            &[],
+            &[("BUFFER_CHECK_INTERVAL", "45"), ("RESYNC_INTERVAL", "1m")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("BUFFER_CHECK_INTERVAL") && e.contains("RESYNC_INTERVAL"),
+            "{e}"
+        );
+        assert_eq!(
+            args(&[], &[]).unwrap().resync_interval,
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn delete_resources_on_delete_defaults_to_true_with_the_old_spellings() {
+        assert!(args(&[], &[]).unwrap().delete_resources_on_delete);
+        for (v, want) in [
+            ("no", false),
+            ("0", false),
+            ("off", false),
+            ("yes", true),
+            ("On", true),
+        ] {
+            assert_eq!(
+                args(&[], &[("DELETE_RESOURCES_ON_DELETE", v)])
+                    .unwrap()
+                    .delete_resources_on_delete,
+                want,
+                "{v}"
+            );
+        }
+        assert!(args(&[], &[("DELETE_RESOURCES_ON_DELETE", "perhaps")]).is_err());
+        // The command line wins over the environment.
+        let a = args(
+            &["--delete-resources-on-delete=false"],
+            &[("DELETE_RESOURCES_ON_DELETE", "yes")],
+        );
+        assert!(!a.unwrap().delete_resources_on_delete);
+    }
+
+    #[test]
+    fn server_profiles_path_is_an_alias_of_profile_rules_file() {
+        let a = args(&[], &[("SERVER_PROFILES_PATH", "/config/profiles.yaml")]).unwrap();
+        assert_eq!(
+            a.profile_rules,
+            Some(PathBuf::from("/config/profiles.yaml"))
+        );
+        let e = args(
+            &[],
+            &[("SERVER_PROFILES_PATH", "/a"), ("PROFILE_RULES_FILE", "/b")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("SERVER_PROFILES_PATH") && e.contains("PROFILE_RULES_FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn max_available_servers_keeps_its_name_and_default() {
+        assert_eq!(args(&[], &[]).unwrap().max_available_servers, 20);
+    }
+
+    #[test]
+    fn a_rules_file_in_neither_format_stops_the_start() {
+        let dir = std::env::temp_dir().join(format!("igw-start-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("profiles.yaml");
+        std::fs::write(&path, "servers:\n- {pattern: x}\n").unwrap();
+        let e = load_rules(Some(&path)).unwrap_err().to_string();
+        assert!(e.contains("neither"), "{e}");
+        std::fs::write(
+            &path,
+            "profiles:\n- {default: true, nic_name: eno12399np0, mac_index: first}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            load_rules(Some(&path)).unwrap().0.format(),
+            "old operator's profiles"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -181,16 +181,46 @@ pub async fn reload_rules(
         match read_rules(&path, &mut last).await {
             RulesFile::Unchanged => {}
             RulesFile::Loaded(rules) => {
-                tracing::info!(path = %path.display(), "NIC rules loaded");
+                tracing::info!(path = %path.display(), format = rules.format(), "NIC rules loaded");
                 ctx.set_rules(rules);
             }
             RulesFile::Rejected(e) => {
                 tracing::error!(path = %path.display(), error = %e, "NIC rules file rejected; keeping the previous rules");
+                ctx.metrics.rules_rejected.inc();
+                rules_rejected_event(&ctx, &path, &e).await;
             }
             RulesFile::Unreadable(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot read the NIC rules file");
             }
         }
+    }
+}
+
+/// An Event on the controller's Pod (when it knows its name) saying why the rules file was
+/// refused; best effort, like every Event.
+async fn rules_rejected_event(ctx: &Context, path: &std::path::Path, error: &str) {
+    let (Ok(name), Ok(ns)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE")) else {
+        return;
+    };
+    let pod = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(name),
+        namespace: Some(ns),
+        ..Default::default()
+    };
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "ProfileRulesRejected".into(),
+        note: Some(format!(
+            "{}: {error}; the last good rules stay in force",
+            path.display()
+        )),
+        action: "Reload".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &pod).await {
+        tracing::debug!(error = %e, "cannot record an Event");
     }
 }
 

@@ -28,23 +28,26 @@ def test_a_generator_becomes_secret_host_and_nmstateconfig(cluster, gateway, sta
     st = g["status"]
     record = gateway_record(gateway, hp)
     assert st["macAddress"] in [n["mac"] for n in record["nics"]]
-    assert st["ipmiAddress"] == \
+    # The bare BMC IP, as the old operator wrote it; the URL the host uses is in bmcAddress.
+    assert st["ipmiAddress"] == record["bmc"]["address"]
+    assert st["bmcAddress"] == \
         f"redfish-virtualmedia://{record['bmc']['address']}/redfish/v1/Systems/1"
     assert st["observedGeneration"] == g["metadata"]["generation"]
     assert "infra.example.com/bmhgen-finalizer" in g["metadata"]["finalizers"]
 
-    bmh = cluster.get("baremetalhosts", NS, "worker-hp")
+    # Named after the server, as the old operator named them.
+    bmh = cluster.get("baremetalhosts", NS, hp)
     assert bmh["spec"]["bootMACAddress"] == st["macAddress"]
-    assert bmh["spec"]["bmc"]["address"] == st["ipmiAddress"]
-    assert bmh["spec"]["bmc"]["credentialsName"] == "hp-cred-worker-hp"
+    assert bmh["spec"]["bmc"]["address"] == st["bmcAddress"]
+    assert bmh["spec"]["bmc"]["credentialsName"] == f"hp-cred-{hp}"
     assert bmh["metadata"]["labels"]["infraenvs.agent-install.openshift.io"] == "env"
     assert bmh["metadata"]["labels"]["rack"] == "r1"
-    secret = cluster.get("secrets", NS, "hp-cred-worker-hp")
+    secret = cluster.get("secrets", NS, f"hp-cred-{hp}")
     assert secret["data"] == {"username": b64("ilo-admin"), "password": b64("ilo-pw")}
-    nm = cluster.get("nmstateconfigs", NS, "nmstate-config-worker-hp")
+    nm = cluster.get("nmstateconfigs", NS, f"nmstate-config-{hp}")
     assert nm["spec"]["interfaces"][0]["macAddress"] == st["macAddress"]
-    assert cluster.get("nmstateconfigs", NS, "nmstate-config-worker-dell") is None
-    assert cluster.get("baremetalhosts", NS, "worker-dell")["spec"]["bmc"]["address"] \
+    assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{dell}") is None
+    assert cluster.get("baremetalhosts", NS, dell)["spec"]["bmc"]["address"] \
         .startswith("idrac-virtualmedia://")
 
     # Every phase change is an Event on the generator.
@@ -58,9 +61,9 @@ def test_a_generator_becomes_secret_host_and_nmstateconfig(cluster, gateway, sta
     cluster.merge("secrets", CONTROLLER_NS, "bmc-credentials",
                   {"stringData": {"hp-password": "rotated-pw"}})
     wait_for("rotated credential Secret",
-             lambda: cluster.get("secrets", NS, "hp-cred-worker-hp")["data"]["password"]
+             lambda: cluster.get("secrets", NS, f"hp-cred-{hp}")["data"]["password"]
              == b64("rotated-pw"))
-    assert cluster.get("baremetalhosts", NS, "worker-hp")["metadata"]["resourceVersion"] == host_rv
+    assert cluster.get("baremetalhosts", NS, hp)["metadata"]["resourceVersion"] == host_rv
 
 
 def test_buffering_is_released_by_the_host_watch(cluster, gateway, start_controller):
@@ -107,14 +110,14 @@ def test_deleting_a_generator_runs_the_finalizer(cluster, gateway, start_control
     wait_for("Completed", lambda: phase(cluster, "gone") == "Completed")
     cluster.delete("baremetalhostgenerators", NS, "gone")
     wait_for("generator deleted", lambda: cluster.get("baremetalhostgenerators", NS, "gone") is None)
-    assert cluster.get("baremetalhosts", NS, "gone") is None
-    assert cluster.get("nmstateconfigs", NS, "nmstate-config-gone") is None
-    assert cluster.get("secrets", NS, "cisco-cred-gone") is None
+    assert cluster.get("baremetalhosts", NS, server) is None
+    assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{server}") is None
+    assert cluster.get("secrets", NS, f"cisco-cred-{server}") is None
 
 
 def test_a_missing_server_fails_with_the_systems_searched(cluster, gateway, start_controller):
     start_controller()
-    cluster.create("baremetalhostgenerators", NS, generator("ghost", serverName="NO-SUCH-SERVER"))
+    cluster.create("baremetalhostgenerators", NS, generator("ghost", serverName="no-such-server"))
     wait_for("Failed", lambda: phase(cluster, "ghost") == "Failed")
     msg = cluster.get("baremetalhostgenerators", NS, "ghost")["status"]["message"]
     assert "not found" in msg and "oneview" in msg and "ucsm" in msg and "ome" in msg, msg
@@ -162,6 +165,6 @@ def test_crs_left_by_the_old_operator_are_taken_over(cluster, gateway, start_con
     g = cluster.get("baremetalhostgenerators", NS, "legacy")
     assert g["metadata"]["finalizers"] == ["infra.example.com/bmhgen-finalizer"]
     assert g["status"]["vlanId"] == 120
-    bmh = cluster.get("baremetalhosts", NS, "legacy")
+    bmh = cluster.get("baremetalhosts", NS, servers[0])
     assert bmh["metadata"]["labels"]["rack"] == "12"
-    assert cluster.get("nmstateconfigs", NS, "nmstate-config-legacy") is not None
+    assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{servers[0]}") is not None
