@@ -256,7 +256,7 @@ mod tests {
             "b0:7b:25:00:00:01",
             "ipmi://10.0.0.5:623",
         );
-        let plan = plan_host(&cand("srv-1", MAC, BMC), &[mine.clone()]);
+        let plan = plan_host(&cand("srv-1", MAC, BMC), &[mine]);
         assert_eq!(
             plan,
             HostPlan::KeepRenamedOnRedeploy {

@@ -1,8 +1,9 @@
 """The controller process end to end: emulator (watches over HTTP) + real gateway + simulators."""
 
 import signal
+import subprocess
 
-from conftest import (CONTROLLER_NS, NS, TOKEN, b64, generator, http, phase, usable_servers,
+from conftest import (CONTROLLER_NS, NS, TOKEN, b64, binary, generator, http, phase, usable_servers,
                       wait_for)
 
 
@@ -168,3 +169,61 @@ def test_crs_left_by_the_old_operator_are_taken_over(cluster, gateway, start_con
     bmh = cluster.get("baremetalhosts", NS, servers[0])
     assert bmh["metadata"]["labels"]["rack"] == "12"
     assert cluster.get("nmstateconfigs", NS, f"nmstate-config-{servers[0]}") is not None
+
+
+def test_migrate_check_lists_what_would_be_adopted_and_writes_nothing(cluster, gateway):
+    # What the kopf operator left for one Dell server: host, Secret, NMStateConfig (no controller
+    # labels), and its generator with the old annotations, finalizer and status.
+    server = usable_servers(gateway, "ome")[0]
+    record = gateway_record(gateway, server)
+    mac, ip = record["nics"][0]["mac"].upper(), record["bmc"]["address"]
+    cluster.create("baremetalhosts", NS, {
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": server, "namespace": NS,
+                     "labels": {"infraenvs.agent-install.openshift.io": "env"}},
+        "spec": {"online": True, "bootMACAddress": mac,
+                 "bmc": {"address": f"idrac-virtualmedia://{ip}/redfish/v1/Systems/System.Embedded.1",
+                         "credentialsName": f"dell-cred-{server}"}}})
+    cluster.create("nmstateconfigs", NS, {
+        "apiVersion": "agent-install.openshift.io/v1beta1", "kind": "NMStateConfig",
+        "metadata": {"name": f"nmstate-config-{server}", "namespace": NS}, "spec": {}})
+    old = generator("worker-dell", serverName=server)
+    old["metadata"]["annotations"] = {"server_vendor": "DELL", "vlanId": "24"}
+    old["metadata"]["finalizers"] = ["bmhgenerator.infra.example.com/finalizer"]
+    cluster.create("baremetalhostgenerators", NS, old)
+    cluster.merge("baremetalhostgenerators", NS, "worker-dell", {"status": {
+        "phase": "Completed", "bmhName": server, "bmhNamespace": NS, "macAddress": mac,
+        "ipmiAddress": ip, "serverVendor": "DELL", "vlanId": "24"}}, sub="status")
+    # A second generator whose server's MAC sits on a hand-made host: refused, by name.
+    other = usable_servers(gateway, "ome")[1]
+    other_mac = gateway_record(gateway, other)["nics"][0]["mac"]
+    cluster.create("baremetalhosts", NS, {
+        "apiVersion": "metal3.io/v1alpha1", "kind": "BareMetalHost",
+        "metadata": {"name": "hand-made", "namespace": NS},
+        "spec": {"bootMACAddress": other_mac, "bmc": {"address": "ipmi://192.0.2.9:623"}}})
+    twin = generator("twin", serverName=other)
+    cluster.create("baremetalhostgenerators", NS, twin)
+    cluster.merge("baremetalhostgenerators", NS, "twin", {"status": {
+        "phase": "Completed", "macAddress": other_mac}}, sub="status")
+    cluster.create("baremetalhostgenerators", NS, generator("bad-name", serverName="OV-SRV-0001"))
+
+    def versions():
+        return sorted((kind, o["metadata"]["name"], o["metadata"]["resourceVersion"])
+                      for kind in ("baremetalhosts", "nmstateconfigs", "baremetalhostgenerators")
+                      for o in cluster.list(kind, NS))
+
+    before = versions()
+    out = subprocess.run([binary(), "migrate-check", "--kubeconfig", cluster.kubeconfig],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    print(out.stdout)
+    text = out.stdout
+    assert f"ztp/worker-dell [adopt]" in text
+    assert f"adopt    BareMetalHost ztp/{server}" in text
+    assert f"bootMACAddress {mac} kept as written" in text
+    assert f"adopt    NMStateConfig ztp/nmstate-config-{server} (VLAN 24)" in text
+    assert "replace  finalizer bmhgenerator.infra.example.com/finalizer" in text
+    assert "ztp/twin [refuse]" in text and "ztp/hand-made" in text
+    assert "ztp/bad-name [refuse]" in text and "OV-SRV-0001" in text
+    assert text.rstrip().endswith("3 generator(s): 1 adopt, 2 refuse")
+    assert versions() == before, "migrate-check wrote something"
