@@ -113,6 +113,12 @@ class Kube:
         assert status == 200, (status, body)
         return body["items"]
 
+    def list_all(self, plural):
+        """Every namespace's objects of `plural`."""
+        status, body = http("GET", f"{self.base}{self.GROUPS[plural]}/{plural}")
+        assert status == 200, (status, body)
+        return body["items"]
+
     def merge(self, plural, ns, name, patch, sub=None):
         status, body = http("PATCH", self.url(plural, ns, name, sub), patch,
                             content_type="application/merge-patch+json")
@@ -156,13 +162,14 @@ def log_tail(proc, lines=40):
         return ""
 
 
-@pytest.fixture(scope="session")
-def gateway():
-    """The real gateway and the three simulators (plain HTTP, token auth)."""
+def demo_gateway(*fleet_args):
+    """Starts the real gateway and the three simulators (plain HTTP, token auth) serving the
+    fleet `fleet_args` choose (`--servers N --seed S` or `--inventory FILE`); yields its URLs,
+    then stops them."""
     procs = Processes()
     ports = {k: free_port() for k in ("gateway", "oneview", "ucsm", "ome")}
     proc = procs.start([
-        binary(), "demo", "--servers", "20", "--seed", "7", "--token", TOKEN,
+        binary(), "demo", *fleet_args, "--token", TOKEN,
         "--port", str(ports["gateway"]), "--oneview-port", str(ports["oneview"]),
         "--ucsm-port", str(ports["ucsm"]), "--ome-port", str(ports["ome"]),
     ], name="demo")
@@ -176,10 +183,18 @@ def gateway():
         except OSError:
             return False
 
-    wait_for("the demo gateway", up, timeout=60)
-    sims = {k: f"http://127.0.0.1:{p}" for k, p in ports.items() if k != "gateway"}
-    yield {"url": url, "sims": sims}
-    procs.stop_all()
+    try:
+        wait_for("the demo gateway", up, timeout=60)
+        sims = {k: f"http://127.0.0.1:{p}" for k, p in ports.items() if k != "gateway"}
+        yield {"url": url, "sims": sims}
+    finally:
+        procs.stop_all()
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    """The real gateway and the three simulators with a generated fleet."""
+    yield from demo_gateway("--servers", "20", "--seed", "7")
 
 
 def usable_servers(gateway, kind):
@@ -244,7 +259,9 @@ def start_controller(cluster, gateway, tmp_path):
     token_file = tmp_path / "gateway-token"
     token_file.write_text(TOKEN + "\n")
 
-    def start(identity="controller-a", **env_overrides):
+    def start(identity="controller-a", wait_ready=True, **env_overrides):
+        """`env_overrides` set environment variables (a value of None removes one); with
+        `wait_ready=False` the process is returned at once (for settings that must stop it)."""
         port = free_port()
         env = dict(os.environ)
         env.update({
@@ -258,9 +275,15 @@ def start_controller(cluster, gateway, tmp_path):
             "IGW_LOG_FORMAT": "json",
             "RUST_LOG": "info,inventory_gateway=debug,kube_runtime=warn",
         })
-        env.update({k: str(v) for k, v in env_overrides.items()})
+        for k, v in env_overrides.items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = str(v)
         proc = cluster.procs.start([binary(), "controller"], env=env, name=identity)
         c = Controller(proc, f"http://127.0.0.1:{port}")
+        if not wait_ready:
+            return c
 
         def ready():
             if proc.poll() is not None:
