@@ -46,6 +46,8 @@ struct Options {
     fleets: Option<HashMap<SystemKind, Vec<SimServer>>>,
     gateway_timeout: Duration,
     settings: Settings,
+    /// Ask this gateway instead of the stack's (a canned answer).
+    gateway_url: Option<Url>,
 }
 
 impl Default for Options {
@@ -56,6 +58,7 @@ impl Default for Options {
             fleets: None,
             gateway_timeout: Duration::from_secs(5),
             settings: Settings::default(),
+            gateway_url: None,
         }
     }
 }
@@ -137,7 +140,11 @@ async fn harness(opts: Options) -> Harness {
         .await
         .expect("fake client");
 
-    let mut gw = GatewayClientConfig::new(Url::parse(&stack.gateway).unwrap());
+    let url = opts
+        .gateway_url
+        .clone()
+        .unwrap_or_else(|| Url::parse(&stack.gateway).unwrap());
+    let mut gw = GatewayClientConfig::new(url);
     gw.token = Some(SecretString::from(helpers::READ_TOKEN));
     gw.timeout = opts.gateway_timeout;
     gw.max_attempts = 2;
@@ -1159,5 +1166,67 @@ async fn the_old_redeploy_annotation_recreates_the_host_and_is_removed() {
     let host = h.hosts(NS).get(&server).await.unwrap();
     assert_ne!(host.uid(), first_uid, "a new host");
     assert_eq!(h.status("old-style").await.phase, Some(Phase::Completed));
+    h.stack.stop().await;
+}
+
+/// A loopback gateway answering every request with 200 and the current `body`.
+async fn canned_gateway(body: Arc<Mutex<String>>) -> Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = Url::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 8192];
+            let _ = sock.read(&mut buf).await;
+            let text = body.lock().unwrap().clone();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = sock.write_all(answer.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn no_host_is_created_from_an_answer_with_unverified_systems() {
+    let body = Arc::new(Mutex::new(String::new()));
+    let url = canned_gateway(body.clone()).await;
+    let h = harness(Options {
+        gateway_url: Some(url),
+        ..Options::default()
+    })
+    .await;
+    let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
+    let mut record: Value = reqwest::Client::new()
+        .get(format!("{}/servers/{server}", h.stack.gateway))
+        .bearer_auth(helpers::READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    record["unverified"] = json!(["oneview-1"]);
+    *body.lock().unwrap() = record.to_string();
+
+    h.create("waits", json!({"serverName": server, "infraEnv": "env"}))
+        .await;
+    let action = h.reconcile("waits").await;
+    assert_ne!(action, Action::await_change(), "requeued with backoff");
+    let st = h.status("waits").await;
+    assert_eq!(st.phase, Some(Phase::Processing));
+    let msg = st.message.unwrap();
+    assert!(msg.contains("waiting for oneview-1"), "{msg}");
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_none());
+    assert_eq!(h.ctx.admission.in_flight(), 0, "the slot is given back");
+
+    // Every system answered: the host is created.
+    record["unverified"] = json!([]);
+    *body.lock().unwrap() = record.to_string();
+    h.reconcile("waits").await;
+    assert_eq!(h.status("waits").await.phase, Some(Phase::Completed));
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_some());
     h.stack.stop().await;
 }
