@@ -149,8 +149,10 @@ pub enum RunError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("NIC rules: {0}")]
-    Rules(String),
+    /// Names the file and both settings that can point at it: with an old and a new spelling
+    /// for one thing, the operator must learn which file is wrong.
+    #[error("NIC rules file {} (PROFILE_RULES_FILE / SERVER_PROFILES_PATH): {reason}", path.display())]
+    Rules { path: PathBuf, reason: String },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("metrics server on {addr}: {source}")]
@@ -245,7 +247,10 @@ fn load_rules(path: Option<&PathBuf>) -> Result<(ProfileRules, Option<String>), 
         path: path.clone(),
         source,
     })?;
-    let rules = ProfileRules::from_yaml(&text).map_err(|e| RunError::Rules(e.to_string()))?;
+    let rules = ProfileRules::from_yaml(&text).map_err(|e| RunError::Rules {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     Ok((rules, Some(text)))
 }
 
@@ -580,6 +585,7 @@ mod tests {
         std::fs::write(&path, "servers:\n- {pattern: x}\n").unwrap();
         let e = load_rules(Some(&path)).unwrap_err().to_string();
         assert!(e.contains("neither"), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
         std::fs::write(
             &path,
             "profiles:\n- {default: true, nic_name: eno12399np0, mac_index: first}\n",
