@@ -5,11 +5,16 @@
 set -euo pipefail
 bin="$1"
 st="$2"
+# Absolute paths: the run happens in a scratch directory, where schemathesis and hypothesis
+# keep their caches (not in the work tree).
+bin="$(realpath "$bin")"
+st="$(realpath -s "$st")"
+scratch="$(mktemp -d)"
 token="st-ci-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 out="$(mktemp)"
 "$bin" demo --port 0 --oneview-port 0 --ucsm-port 0 --ome-port 0 --token "$token" >"$out" 2>&1 &
 demo=$!
-trap 'kill "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; rm -f "$out"' EXIT
+trap 'kill "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; rm -rf "$out" "$scratch"' EXIT
 gateway=""
 for _ in $(seq 1 300); do
   gateway="$(grep -oE 'gateway +http://127\.0\.0\.1:[0-9]+' "$out" | awk '{print $2}' || true)"
@@ -21,6 +26,7 @@ done
 echo "schemathesis against $gateway"
 # --checks all includes ST202 (schema-valid request rejected), ST204 (undeclared method: 405
 # with Allow) and the response-conformance checks. No exclusions.
+cd "$scratch"
 timeout 900 "$st" run "$gateway/api-docs/openapi.json" \
   --checks all \
   -H "Authorization: Bearer $token" \
