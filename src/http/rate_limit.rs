@@ -39,6 +39,17 @@ const PRUNE_AT: usize = 10_000;
 type Keyed =
     RateLimiter<u64, DefaultKeyedStateStore<u64>, DefaultClock, StateInformationMiddleware>;
 
+/// A GCRA quota of `per_second` with `burst` back to back, and the burst as applied.
+fn quota(per_second: f64, burst: u32) -> (Quota, u32) {
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    // Validated > 0 at load; the fallback only guards a hand-built config.
+    let period = Duration::try_from_secs_f64(1.0 / per_second).unwrap_or(Duration::from_secs(1));
+    let quota = Quota::with_period(period)
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(burst);
+    (quota, burst.get())
+}
+
 pub struct InboundLimiter {
     limiter: Keyed,
     burst: u32,
@@ -49,16 +60,10 @@ pub struct InboundLimiter {
 
 impl InboundLimiter {
     pub fn new(config: &InboundRateLimit) -> Self {
-        let burst = NonZeroU32::new(config.burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        // Validated > 0 at load; the fallback only guards a hand-built config.
-        let period = Duration::try_from_secs_f64(1.0 / config.requests_per_second)
-            .unwrap_or(Duration::from_secs(1));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
+        let (quota, burst) = quota(config.requests_per_second, config.burst);
         Self {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
-            burst: burst.get(),
+            burst,
             hasher: RandomState::new(),
             seen: AtomicU64::new(0),
         }
@@ -106,12 +111,7 @@ pub struct FailedAuthLimiter {
 
 impl FailedAuthLimiter {
     pub fn new(config: &InboundRateLimit) -> Self {
-        let burst = NonZeroU32::new(config.failed_auth_burst.max(1)).unwrap_or(NonZeroU32::MIN);
-        let period = Duration::try_from_secs_f64(1.0 / config.failed_auth_per_second)
-            .unwrap_or(Duration::from_secs(1));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
+        let (quota, _) = quota(config.failed_auth_per_second, config.failed_auth_burst);
         Self {
             limiter: RateLimiter::keyed(quota),
             seen: AtomicU64::new(0),
