@@ -50,6 +50,22 @@ fn quota(per_second: f64, burst: u32) -> (Quota, u32) {
     (quota, burst.get())
 }
 
+/// Every 1024th check, forgets keys that are back to a full burst once the table is large, so
+/// a stream of unique keys cannot grow it without bound.
+fn prune_now_and_then<K, MW>(
+    seen: &AtomicU64,
+    limiter: &RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock, MW>,
+) where
+    K: std::hash::Hash + Eq + Clone,
+    MW: governor::middleware::RateLimitingMiddleware<
+        <DefaultClock as governor::clock::Clock>::Instant,
+    >,
+{
+    if seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(1024) && limiter.len() > PRUNE_AT {
+        limiter.retain_recent();
+    }
+}
+
 pub struct InboundLimiter {
     limiter: Keyed,
     burst: u32,
@@ -81,14 +97,7 @@ impl InboundLimiter {
 
     /// `Ok(remaining)` or `Err(wait)`.
     fn check(&self, key: u64) -> Result<u32, Duration> {
-        if self
-            .seen
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(1024)
-            && self.limiter.len() > PRUNE_AT
-        {
-            self.limiter.retain_recent();
-        }
+        prune_now_and_then(&self.seen, &self.limiter);
         match self.limiter.check_key(&key) {
             Ok(snapshot) => Ok(snapshot.remaining_burst_capacity()),
             Err(not_until) => Err(not_until.wait_time_from(DefaultClock::default().now())),
@@ -120,14 +129,7 @@ impl FailedAuthLimiter {
 
     /// Counts one failure of `peer`; `Err(wait)` once it is over its budget.
     pub fn check(&self, peer: Option<IpAddr>) -> Result<(), Duration> {
-        if self
-            .seen
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(1024)
-            && self.limiter.len() > PRUNE_AT
-        {
-            self.limiter.retain_recent();
-        }
+        prune_now_and_then(&self.seen, &self.limiter);
         self.limiter
             .check_key(&peer)
             .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
