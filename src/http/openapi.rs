@@ -136,6 +136,48 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every operation the inbound limiter guards can answer 429, whatever its own handler does;
+/// declared here, from the limiter's own exemption list, so no route can be added without it.
+struct RateLimitedResponses;
+
+impl Modify for RateLimitedResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if super::rate_limit::EXEMPT.contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(
+                                "Rate limited: this caller (its token, or its address when it \
+                                 sends none or a wrong one) is over its budget; see `Retry-After`",
+                            )
+                            .content(
+                                "application/problem+json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("Problem")))
+                                    .build(),
+                            )
+                            .build()
+                            .into()
+                    });
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -160,7 +202,7 @@ impl Modify for BearerAuth {
         SystemStatusSchema, BreakerStateSchema, VendorsResponse, HealthResponse, ReadyResponse,
         ReadySystem, ReadyStatus, DeepHealthResponse, DeepHealthStatus, VendorParam
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RateLimitedResponses),
     security(("bearer" = [])),
     tags(
         (name = "servers", description = "Server lookups"),
@@ -201,6 +243,21 @@ mod tests {
             spec["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+    }
+
+    #[test]
+    fn every_rate_limited_operation_documents_429() {
+        let spec: serde_json::Value = serde_json::from_str(&spec_json()).unwrap();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            let limited = !crate::http::rate_limit::EXEMPT.contains(&path.as_str());
+            for (method, op) in item.as_object().unwrap() {
+                assert_eq!(
+                    op["responses"].get("429").is_some(),
+                    limited,
+                    "{method} {path}: 429 documented iff the limiter guards it"
+                );
+            }
+        }
     }
 
     #[test]

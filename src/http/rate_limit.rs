@@ -31,8 +31,9 @@ use super::refusals::{RefusalKind, Refusals};
 use super::request_id::RequestId;
 use crate::config::InboundRateLimit;
 
-/// Probes and scrapes must never be refused for load.
-const EXEMPT: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// Probes and scrapes must never be refused for load. The OpenAPI document reads this list:
+/// every other operation is documented with its 429.
+pub(crate) const EXEMPT: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 /// Forget idle clients once the table holds this many.
 const PRUNE_AT: usize = 10_000;
 
