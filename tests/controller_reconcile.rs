@@ -771,7 +771,7 @@ async fn an_existing_host_keeps_its_boot_mac() {
     assert_eq!(st.phase, Some(Phase::Completed));
     assert_eq!(st.mac_address.as_deref(), Some("02:00:00:00:00:99"));
     let host = h.hosts(NS).get(&server).await.unwrap();
-    assert_eq!(host.spec.fields["bootMACAddress"], "02:00:00:00:00:99");
+    assert_eq!(host.boot_mac(), Some("02:00:00:00:00:99"));
     assert_eq!(
         h.ctx.admission.in_flight(),
         0,
@@ -1067,7 +1067,7 @@ async fn an_old_operators_objects_are_adopted_never_duplicated() {
     assert_eq!(hosts.len(), 1, "one host for the server, not two");
     let host = &hosts[0];
     assert_eq!(host.name_any(), server);
-    assert_eq!(host.spec.fields["bootMACAddress"], old_mac.as_str());
+    assert_eq!(host.boot_mac(), Some(old_mac.as_str()));
     assert_eq!(host.labels()["infra.example.com/generator"], "old-gen");
     let nm = Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
         .get(&format!("nmstate-config-{server}"))

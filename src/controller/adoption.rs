@@ -5,7 +5,6 @@
 use std::fmt;
 
 use kube::ResourceExt;
-use serde_json::Value;
 
 use super::legacy::bare_bmc_host;
 use super::objects::BareMetalHost;
@@ -108,13 +107,6 @@ impl fmt::Display for Refusal {
     }
 }
 
-fn spec_str<'h>(h: &'h BareMetalHost, path: &[&str]) -> Option<&'h str> {
-    let (first, rest) = path.split_first()?;
-    rest.iter()
-        .try_fold(h.spec.fields.get(*first)?, |v: &Value, k| v.get(*k))
-        .and_then(Value::as_str)
-}
-
 /// Decides for one generator over the hosts of its target namespace.
 pub fn plan_host(c: &Candidate<'_>, hosts: &[BareMetalHost]) -> HostPlan {
     let me = (c.generator.0.to_owned(), c.generator.1.to_owned());
@@ -160,7 +152,7 @@ pub fn plan_host(c: &Candidate<'_>, hosts: &[BareMetalHost]) -> HostPlan {
     }
     for h in hosts.iter().filter(|h| h.name_any() != c.object_name) {
         let owner = owner(h).map(|(a, b)| format!("{a}/{b}"));
-        if let (Some(mac), Some(theirs)) = (c.mac, spec_str(h, &["bootMACAddress"])) {
+        if let (Some(mac), Some(theirs)) = (c.mac, h.boot_mac()) {
             if theirs.trim().eq_ignore_ascii_case(mac.trim()) {
                 return HostPlan::Refuse(Refusal::MacTaken {
                     host: key(h),
@@ -169,7 +161,7 @@ pub fn plan_host(c: &Candidate<'_>, hosts: &[BareMetalHost]) -> HostPlan {
                 });
             }
         }
-        if let (Some(bmc), Some(theirs)) = (c.bmc, spec_str(h, &["bmc", "address"])) {
+        if let (Some(bmc), Some(theirs)) = (c.bmc, h.bmc_address()) {
             if bare_bmc_host(theirs) == bare_bmc_host(bmc) {
                 return HostPlan::Refuse(Refusal::BmcTaken {
                     host: key(h),

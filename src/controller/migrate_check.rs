@@ -109,8 +109,7 @@ pub fn assess(gen: &BareMetalHostGenerator, hosts: &[BareMetalHost], nm: NmState
             let mac = hosts
                 .iter()
                 .find(|h| h.name_any() == *name)
-                .and_then(|h| h.spec.fields.get("bootMACAddress"))
-                .and_then(|v| v.as_str())
+                .and_then(BareMetalHost::boot_mac)
                 .unwrap_or("?")
                 .to_owned();
             lines.push(format!(

@@ -23,10 +23,52 @@ use super::render::{GENERATOR_LABEL, GENERATOR_NAMESPACE_LABEL};
     status = "BareMetalHostStatus",
     schema = "disabled"
 )]
+#[serde(rename_all = "camelCase")]
 pub struct BareMetalHostSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// Kept as the string the API holds: baremetal-operator compares it byte for byte, so a
+    /// host written with upper-case hex must keep it.
+    #[serde(
+        default,
+        rename = "bootMACAddress",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub boot_mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmc: Option<BmcDetails>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automated_cleaning_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_deploy: Option<CustomDeploy>,
+    /// Everything else Metal3 or a user put in the spec.
     #[serde(flatten)]
     #[schemars(skip)]
     pub fields: Map<String, Value>,
+}
+
+/// `spec.bmc`. The Metal3 CRD requires `address` and `credentialsName`, and the API server
+/// validates stored hosts against it, so reading them typed cannot fail on a real cluster.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BmcDetails {
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub credentials_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_certificate_verification: Option<bool>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub fields: Map<String, Value>,
+}
+
+/// `spec.customDeploy`: the assisted installer's deploy method.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct CustomDeploy {
+    pub method: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -57,6 +99,16 @@ impl BareMetalHost {
             .unwrap_or("")
     }
 
+    /// `spec.bootMACAddress` as stored.
+    pub fn boot_mac(&self) -> Option<&str> {
+        self.spec.boot_mac_address.as_deref()
+    }
+
+    /// `spec.bmc.address` as stored.
+    pub fn bmc_address(&self) -> Option<&str> {
+        self.spec.bmc.as_ref().map(|b| b.address.as_str())
+    }
+
     /// `namespace/name`, the admission key of a host.
     pub fn key(&self) -> String {
         format!(
@@ -83,9 +135,71 @@ impl BareMetalHost {
     schema = "disabled"
 )]
 pub struct NMStateConfigSpec {
+    /// An nmstate document (free-form in the agent-install CRD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<NmState>,
+    /// Logical interface name → MAC, how the installer finds the NIC `config` speaks of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<MacInterface>,
     #[serde(flatten)]
     #[schemars(skip)]
     pub fields: Map<String, Value>,
+}
+
+/// The part of an nmstate document the controller writes; the rest round-trips in `fields`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct NmState {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<NmInterface>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub fields: Map<String, Value>,
+}
+
+/// One nmstate interface: the ethernet NIC, or the VLAN on top of it.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct NmInterface {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<NmVlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<NmIp>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct NmVlan {
+    pub base_iface: String,
+    pub id: u16,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct NmIp {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<bool>,
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MacInterface {
+    pub name: String,
+    pub mac_address: String,
 }
 
 /// `(namespace, name)` of the generator named by an object's labels. The namespace label is
@@ -123,6 +237,8 @@ mod tests {
         });
         let bmh: BareMetalHost = serde_json::from_value(raw.clone()).unwrap();
         assert_eq!(bmh.provisioning_state(), "inspecting");
+        assert_eq!(bmh.boot_mac(), Some("aa:bb:cc:dd:ee:01"));
+        assert_eq!(bmh.bmc_address(), Some("ipmi://10.0.0.1:623"));
         assert_eq!(bmh.key(), "ztp/w1");
         assert_eq!(bmh.generator(), Some(("ztp".into(), "w1".into())));
         assert_eq!(serde_json::to_value(&bmh).unwrap(), raw);

@@ -15,7 +15,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
-use serde_json::Value;
 
 use super::admission::Decision;
 use super::adoption::{plan_host, Candidate, HostPlan};
@@ -482,28 +481,23 @@ async fn admitted(
     // and a real difference is reported. Redeploy takes the new values.
     let mut kept = Vec::new();
     if let Some(h) = &existing {
-        for (path, now) in [
-            (&["bootMACAddress"][..], mac.clone()),
-            (&["bmc", "address"][..], rendered.bmc_address.clone()),
-        ] {
-            let old = path
-                .iter()
-                .try_fold(&Value::Object(h.spec.fields.clone()), |v, k| v.get(*k))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if let Some(old) = old {
-                let mut target = &mut rendered.bare_metal_host["spec"];
-                for k in path {
-                    target = &mut target[*k];
-                }
-                *target = Value::String(old.clone());
-                if !old.eq_ignore_ascii_case(&now) {
-                    kept.push(format!(
-                        "{} {old} (the gateway now gives {now})",
-                        path.join(".")
-                    ));
-                }
+        let spec = &mut rendered.bare_metal_host.spec;
+        if let (Some(old), Some(target)) = (h.boot_mac(), spec.boot_mac_address.as_mut()) {
+            if !old.eq_ignore_ascii_case(&mac) {
+                kept.push(format!(
+                    "bootMACAddress {old} (the gateway now gives {mac})"
+                ));
             }
+            old.clone_into(target);
+        }
+        if let (Some(old), Some(bmc)) = (h.bmc_address(), spec.bmc.as_mut()) {
+            if !old.eq_ignore_ascii_case(&rendered.bmc_address) {
+                kept.push(format!(
+                    "bmc.address {old} (the gateway now gives {})",
+                    rendered.bmc_address
+                ));
+            }
+            old.clone_into(&mut bmc.address);
         }
     }
     let adopted = matches!(plan, HostPlan::Adopt { .. });
@@ -524,12 +518,8 @@ async fn admitted(
     }
 
     let mut next = completed_status(&status, req, &rendered);
-    next.mac_address = rendered.bare_metal_host["spec"]["bootMACAddress"]
-        .as_str()
-        .map(str::to_owned);
-    next.bmc_address = rendered.bare_metal_host["spec"]["bmc"]["address"]
-        .as_str()
-        .map(str::to_owned);
+    next.mac_address = rendered.bare_metal_host.boot_mac().map(str::to_owned);
+    next.bmc_address = rendered.bare_metal_host.bmc_address().map(str::to_owned);
     next.ipmi_address = next.bmc_address.as_deref().map(legacy::bare_bmc_host);
     if !kept.is_empty() {
         let note = format!(

@@ -57,7 +57,7 @@ pub async fn apply_rendered(ctx: &Context, r: &Rendered) -> Result<(), kube::Err
     apply_secret(ctx, r.secret.clone()).await?;
     if let Some(nm) = &r.nmstate_config {
         let api: Api<NMStateConfig> = Api::namespaced(ctx.client.clone(), &r.namespace);
-        api.patch(&object_name(nm), &apply_params(), &Patch::Apply(nm))
+        api.patch(&nm.name_any(), &apply_params(), &Patch::Apply(nm))
             .await?;
     }
     let api: Api<BareMetalHost> = Api::namespaced(ctx.client.clone(), &r.namespace);
@@ -68,13 +68,6 @@ pub async fn apply_rendered(ctx: &Context, r: &Rendered) -> Result<(), kube::Err
     )
     .await?;
     Ok(())
-}
-
-fn object_name(v: &Value) -> String {
-    v["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Deletes one object; already gone is fine.
