@@ -53,6 +53,8 @@ pub struct SystemStatusSchema {
     pub breaker: BreakerStateSchema,
     pub last_success: Option<chrono::DateTime<chrono::Utc>>,
     pub last_failure: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last failure: its kind for most callers (`ome-dc1: timed out after 30000 ms`), the
+    /// full text (URLs, client errors, upstream snippets) for `admin` tokens.
     pub last_error: Option<String>,
     /// Over the last lookups answered by this system (up to 512); null before the first.
     pub latency_p50_ms: Option<f64>,

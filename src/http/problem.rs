@@ -230,30 +230,7 @@ fn is_throttled(f: &BackendError) -> bool {
     )
 }
 
-/// Which system failed and how, in words that carry no internals: no URL, no HTTP-client error
-/// chain, no upstream body. Those stay in the logs (and in admin callers' problems).
+/// Which system failed and how, without internals (see [`BackendError::public_text`]).
 pub fn public_failure(f: &BackendError) -> String {
-    let system = f.system();
-    match f {
-        BackendError::Connect { .. } => format!("{system}: connection failed"),
-        BackendError::Timeout { timeout, .. } => {
-            format!("{system}: timed out after {} ms", timeout.as_millis())
-        }
-        BackendError::Status { status: 429, .. } => {
-            format!("{system}: throttled the gateway (HTTP 429)")
-        }
-        BackendError::Status { status, .. } => format!("{system}: answered HTTP status {status}"),
-        BackendError::Auth { .. } => format!("{system}: refused the gateway's credentials"),
-        BackendError::Protocol { .. } => {
-            format!("{system}: sent an answer the gateway cannot read")
-        }
-        BackendError::Unassigned { profile, .. } => {
-            format!("{system}: server profile {profile} has no hardware assigned")
-        }
-        BackendError::Config { .. } => format!("{system}: misconfigured in the gateway"),
-        // The gateway's own words (circuit open, outbound budget spent): no internals.
-        BackendError::Unavailable { reason, .. } => format!("{system}: unavailable ({reason})"),
-        #[allow(unreachable_patterns)]
-        _ => format!("{system}: failed"),
-    }
+    f.public_text()
 }

@@ -100,7 +100,8 @@ pub async fn get_server(
             resp.json(answer.record)
         }
         Err(e) => {
-            tracing::info!(server = %name, error = %e, "lookup failed");
+            // The access log has the status and the system failures are logged where they happen.
+            tracing::debug!(server = %name, error = %e, "lookup failed");
             let admin = req.extensions().get::<Caller>().is_some_and(|c| c.admin);
             Problem::from_lookup(&e, admin)
                 .at(&instance, &rid.0)
@@ -173,8 +174,14 @@ fn bad_request(
         (status = 401, description = "No or unknown bearer token", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn list_vendors(lookup: web::Data<LookupService>) -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "systems": lookup.statuses() }))
+pub async fn list_vendors(req: HttpRequest, lookup: web::Data<LookupService>) -> HttpResponse {
+    let admin = req.extensions().get::<Caller>().is_some_and(|c| c.admin);
+    let systems: Vec<_> = lookup
+        .statuses()
+        .into_iter()
+        .map(|s| if admin { s } else { s.redacted() })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "systems": systems }))
 }
 
 /// Liveness: the process answers. Open without a token unless configured otherwise.

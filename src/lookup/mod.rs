@@ -286,10 +286,16 @@ impl LookupService {
         let (shared, role) = match &stale {
             Some((record, at)) if !refresh => {
                 match tokio::time::timeout(inner.config.cache.stale_deadline, flight).await {
+                    // A caller over its share of cold lookups still gets what the cache holds:
+                    // refusing it would take the record away exactly when its system hangs.
+                    Ok(Err(LookupError::CallerBusy { .. })) => {
+                        tracing::debug!(server = %name, "caller busy: serving the stale record");
+                        return inner.serve_stale(name, vendor, record.clone(), *at).await;
+                    }
                     Ok(outcome) => outcome?,
                     // The revalidation goes on in its own task and caches what it finds.
                     Err(_) => {
-                        tracing::warn!(server = %name, age_s = at.elapsed().as_secs(), "serving a stale record: its systems did not answer within the stale deadline");
+                        tracing::debug!(server = %name, age_s = at.elapsed().as_secs(), "serving a stale record: its systems did not answer within the stale deadline");
                         return inner.serve_stale(name, vendor, record.clone(), *at).await;
                     }
                 }
@@ -309,7 +315,7 @@ impl LookupService {
                 age: Duration::ZERO,
             }),
             (Err(e @ LookupError::Upstream { .. }), Some((record, at))) => {
-                tracing::warn!(server = %name, error = %e, age_s = at.elapsed().as_secs(), "serving a stale record: its system failed");
+                tracing::debug!(server = %name, error = %e, age_s = at.elapsed().as_secs(), "serving a stale record: its system failed");
                 inner.serve_stale(name, vendor, record, at).await
             }
             (Err(e), _) => Err(e.clone()),
@@ -414,8 +420,9 @@ impl Inner {
     async fn remember(&self, key: Key, result: &Result<ServerRecord, LookupError>) {
         match result {
             Ok(record) => {
-                // Only an answer that heard from every system may spare the next fan-out.
-                if record.unverified.is_empty() {
+                // Only an answer that heard from every system may spare the next fan-out: not
+                // one that asked only the systems of a vendor hint.
+                if record.unverified.is_empty() && key.1.is_none() {
                     if let Some(idx) = self
                         .systems
                         .iter()
@@ -513,11 +520,24 @@ impl Inner {
                 self.absent.insert((folded, idx), ()).await;
                 None
             }
-            answer => Some(combine(
-                searched,
-                vec![(system.name().to_owned(), answer)],
-                &[],
-            )),
+            answer => {
+                let mut combined = combine(searched, vec![(system.name().to_owned(), answer)], &[]);
+                // The other systems were not asked: one of them may hold the name by now. The
+                // answer says so, is trusted only briefly and never sets the owner again, so
+                // the next lookup asks every system (and a second holder makes it a 409).
+                if let Ok(record) = &mut combined {
+                    record.unverified = self
+                        .systems
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| {
+                            *i != idx && !self.absent.contains_key(&(folded.clone(), *i))
+                        })
+                        .map(|(_, s)| s.name().to_owned())
+                        .collect();
+                }
+                Some(combined)
+            }
         }
     }
 
@@ -561,9 +581,12 @@ impl Inner {
                 permit.success();
                 system.record_success(started.elapsed());
             }
+            // Logged here, once per upstream call (bounded by the throttle and the breaker),
+            // not once per inbound request that happens to need the system.
             Err(e) if e.is_system_failure() => {
                 permit.failure();
-                system.record_failure(&e.to_string());
+                tracing::warn!(system = system.name(), error = %e, "system lookup failed");
+                system.record_failure(e);
             }
             // The system answered sensibly (unassigned) or the gateway held back (throttled).
             Err(BackendError::Unassigned { .. }) => permit.success(),

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::domain::{SystemKind, Vendor};
 use crate::resilience::{BreakerState, CircuitBreaker};
-use crate::vendors::Backend;
+use crate::vendors::{Backend, BackendError};
 
 const LATENCY_SAMPLES: usize = 512;
 
@@ -25,6 +25,7 @@ struct History {
     last_success: Option<DateTime<Utc>>,
     last_failure: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    last_error_public: Option<String>,
     latencies: VecDeque<Duration>,
 }
 
@@ -38,7 +39,11 @@ pub struct SystemStatus {
     pub breaker: BreakerState,
     pub last_success: Option<DateTime<Utc>>,
     pub last_failure: Option<DateTime<Utc>>,
+    /// The whole error text (URLs, client error chains, upstream snippets): for `admin`
+    /// callers and logs only; see [`SystemStatus::redacted`].
     pub last_error: Option<String>,
+    #[serde(skip)]
+    last_error_public: Option<String>,
     /// Over the last lookups answered by this system (up to 512); null before the first.
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -67,23 +72,26 @@ impl System {
         }
     }
 
-    pub fn record_failure(&self, error: &str) {
+    pub fn record_failure(&self, error: &BackendError) {
         if let Ok(mut h) = self.history.lock() {
             h.last_failure = Some(Utc::now());
-            h.last_error = Some(error.to_owned());
+            h.last_error = Some(error.to_string());
+            h.last_error_public = Some(error.public_text());
         }
     }
 
     pub fn status(&self) -> SystemStatus {
-        let (last_success, last_failure, last_error, mut samples) = match self.history.lock() {
-            Ok(h) => (
-                h.last_success,
-                h.last_failure,
-                h.last_error.clone(),
-                h.latencies.iter().copied().collect::<Vec<_>>(),
-            ),
-            Err(_) => (None, None, None, Vec::new()),
-        };
+        let (last_success, last_failure, last_error, last_error_public, mut samples) =
+            match self.history.lock() {
+                Ok(h) => (
+                    h.last_success,
+                    h.last_failure,
+                    h.last_error.clone(),
+                    h.last_error_public.clone(),
+                    h.latencies.iter().copied().collect::<Vec<_>>(),
+                ),
+                Err(_) => (None, None, None, None, Vec::new()),
+            };
         samples.sort();
         SystemStatus {
             name: self.name().to_owned(),
@@ -94,9 +102,18 @@ impl System {
             last_success,
             last_failure,
             last_error,
+            last_error_public,
             latency_p50_ms: percentile(&samples, 0.50),
             latency_p99_ms: percentile(&samples, 0.99),
         }
+    }
+}
+
+impl SystemStatus {
+    /// What a caller without the `admin` scope may see: the failure's kind, not its internals.
+    pub fn redacted(mut self) -> Self {
+        self.last_error = self.last_error_public.take();
+        self
     }
 }
 

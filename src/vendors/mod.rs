@@ -82,6 +82,32 @@ impl BackendError {
         )
     }
 
+    /// Which system failed and how, in words that carry no internals: no URL, no HTTP-client
+    /// error chain, no upstream body. Those stay in the logs (and in admin callers' problems).
+    pub fn public_text(&self) -> String {
+        let system = self.system();
+        match self {
+            Self::Connect { .. } => format!("{system}: connection failed"),
+            Self::Timeout { timeout, .. } => {
+                format!("{system}: timed out after {} ms", timeout.as_millis())
+            }
+            Self::Status { status: 429, .. } => {
+                format!("{system}: throttled the gateway (HTTP 429)")
+            }
+            Self::Status { status, .. } => format!("{system}: answered HTTP status {status}"),
+            Self::Auth { .. } => format!("{system}: refused the gateway's credentials"),
+            Self::Protocol { .. } => {
+                format!("{system}: sent an answer the gateway cannot read")
+            }
+            Self::Unassigned { profile, .. } => {
+                format!("{system}: server profile {profile} has no hardware assigned")
+            }
+            Self::Config { .. } => format!("{system}: misconfigured in the gateway"),
+            // The gateway's own words (circuit open, outbound budget spent): no internals.
+            Self::Unavailable { reason, .. } => format!("{system}: unavailable ({reason})"),
+        }
+    }
+
     pub fn system(&self) -> &str {
         match self {
             Self::Connect { system, .. }

@@ -207,3 +207,49 @@ async fn a_repeat_asks_only_the_systems_that_have_not_said_not_here() {
     assert!(stack.total_calls(SystemKind::Ome).await > 0, "asked again");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_vendor_hinted_answer_never_spares_the_fan_out() {
+    let stack = two_holder_stack("").await;
+    let path = format!("/servers/{SHARED}");
+    // First the hinted lookup: OneView's server, as far as the HPE systems go.
+    let resp = stack.get(&format!("{path}?vendor=hpe")).await;
+    assert_eq!(resp.status(), 200);
+    // Before: that answer set the owner short cut, and the un-hinted lookup asked OneView alone
+    // and answered 200 verified for a name OME also holds.
+    expect_409_both(&stack, &path).await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_from_the_remembered_owner_alone_is_unverified() {
+    // The record is gone after max_stale; the owner is remembered for owner_ttl (24 h).
+    let stack = two_holder_stack(
+        "[cache]\nttl = \"50ms\"\nnegative_ttl = \"50ms\"\nmax_stale = \"100ms\"\n",
+    )
+    .await;
+    let unique = stack.inventory(SystemKind::Oneview).await[3]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let path = format!("/servers/{unique}");
+    let resp = stack.get(&path).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-unverified").is_none());
+    // Nothing to observe from outside but the clock: the record must have outlived max_stale
+    // and the "not here" answers negative_ttl.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stack.reset_all().await;
+    let resp = stack.get(&path).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-cache"], "miss");
+    let record: Value = resp.json().await.expect("json");
+    assert_eq!(record["system_name"], json!("oneview-sim"));
+    // Only the owner was asked (the short cut), so the answer cannot claim the others: before,
+    // it said `unverified: []` and a second holder added since would never be seen.
+    assert_eq!(stack.total_calls(SystemKind::Ome).await, 0, "short cut");
+    let mut unverified: Vec<String> = serde_json::from_value(record["unverified"].clone()).unwrap();
+    unverified.sort();
+    assert_eq!(unverified, ["ome-sim", "ucsm-sim"]);
+    stack.stop().await;
+}

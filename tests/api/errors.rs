@@ -83,6 +83,34 @@ async fn failure_details_say_which_system_and_how_and_internals_only_for_admin()
         admin["detail"].as_str().unwrap().contains("127.0.0.1"),
         "{admin}"
     );
+
+    // `/vendors` shows the last failure the same way: before, its full text (the endpoint and
+    // the HTTP client's error chain) to any read token.
+    let oneview = |v: Value| {
+        v["systems"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "oneview-sim").cloned())
+            .expect("oneview-sim listed")
+    };
+    let read = oneview(stack.get("/vendors").await.json().await.unwrap());
+    assert_eq!(
+        read["last_error"], "oneview-sim: connection failed",
+        "{read}"
+    );
+    let admin = oneview(
+        bearer_client(ADMIN_TOKEN)
+            .get(format!("{}/vendors", stack.gateway))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert!(
+        admin["last_error"].as_str().unwrap().contains("127.0.0.1"),
+        "{admin}"
+    );
     stack.stop().await;
 }
 

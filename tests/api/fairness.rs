@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use inventory_gateway::domain::SystemKind;
 use serde_json::{json, Value};
 
-use crate::helpers::{bearer_client, spawn_stack, StackOptions, TestStack, ADMIN_TOKEN, KINDS};
+use crate::helpers::{
+    bearer_client, spawn_stack, StackOptions, TestStack, ADMIN_TOKEN, KINDS, READ_TOKEN,
+};
 
 /// Every upstream call takes 20 ms (sleep, not CPU, so the 2-core machine's load hardly moves
 /// it); each system lets 8 calls be in flight (the shared outbound budget); the rate limit is
@@ -168,5 +170,66 @@ async fn a_caller_over_its_queue_gets_429_while_others_are_served() {
         .await
         .expect("gateway answers");
     assert_eq!(resp.status(), 200);
+    stack.stop().await;
+}
+
+/// A caller over its queue still gets a record the cache holds: refusing it would take the
+/// record away exactly while a system hangs and flights pile up.
+#[tokio::test]
+async fn a_caller_over_its_queue_still_gets_the_stale_record() {
+    let stack = spawn_stack(StackOptions {
+        server_extra: "lookup_timeout = \"5s\"\nmax_cold_lookups_per_caller = 1\n\
+                       max_queued_per_caller = 1"
+            .into(),
+        extra: "[server.rate_limit]\nenabled = false\n\
+                [cache]\nttl = \"100ms\"\nstale_deadline = \"30s\"\nmax_stale = \"1h\"\n"
+            .into(),
+        ..Default::default()
+    })
+    .await;
+    let name = stack.inventory(SystemKind::Ucsm).await[0]["name"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    let path = format!("/servers/{name}");
+    assert_eq!(stack.get(&path).await.status(), 200);
+    stack
+        .set_faults(SystemKind::Oneview, json!({"hang": true}))
+        .await;
+    // Two unknown names fan out to the hanging OneView: one runs, one waits in the queue.
+    let blockers: Vec<_> = (0..2)
+        .map(|i| {
+            // The caller `stack.get` speaks as.
+            let client = bearer_client(READ_TOKEN);
+            let url = format!("{}/servers/hung-unknown-{i}", stack.gateway);
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    // Observed, not assumed: a further cold lookup of this caller is refused. A probe that is
+    // admitted instead hangs too (and holds its place after the client gives up on it).
+    let started = Instant::now();
+    let mut probe = 0;
+    loop {
+        probe += 1;
+        let resp = stack
+            .client
+            .get(format!("{}/servers/probe-unknown-{probe}", stack.gateway))
+            .timeout(Duration::from_millis(300))
+            .send()
+            .await;
+        if resp.is_ok_and(|r| r.status() == 429) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(4), "never busy");
+    }
+    // The record's ttl has passed (100 ms); before, this was a 429 as well.
+    let resp = stack.get(&path).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-cache"], "stale");
+    let record: Value = resp.json().await.expect("json");
+    assert_eq!(record["name"], json!(name));
+    for b in blockers {
+        b.abort();
+    }
     stack.stop().await;
 }
