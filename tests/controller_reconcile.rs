@@ -1230,3 +1230,82 @@ async fn no_host_is_created_from_an_answer_with_unverified_systems() {
     assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_some());
     h.stack.stop().await;
 }
+
+/// A host kept with the boot MAC it was created with (another NIC than the one chosen today):
+/// its NMStateConfig speaks of that NIC too. Before, the NMStateConfig was rewritten to today's
+/// choice and configured a NIC the host does not boot from.
+#[tokio::test]
+async fn an_adopted_nmstateconfig_follows_the_mac_the_host_keeps() {
+    let h = harness(Options::default()).await;
+    let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
+    let (chosen, ip) = boot_mac_and_ip(&h, &server).await;
+    let name = inventory_gateway::domain::ServerName::parse(&server).unwrap();
+    let rec = h.ctx.gateway.server(&name, None).await.unwrap();
+    let other = rec
+        .nics
+        .iter()
+        .map(|n| n.mac.to_string())
+        .find(|m| *m != chosen)
+        .expect("a second NIC");
+    let kept = other.to_uppercase();
+    old_operator_leftovers(&h, "old-gen", &server, &kept, &ip).await;
+    h.reconcile("old-gen").await;
+    assert_eq!(h.status("old-gen").await.phase, Some(Phase::Completed));
+    let host = h.hosts(NS).get(&server).await.unwrap();
+    assert_eq!(host.boot_mac(), Some(kept.as_str()));
+    let nm = Api::<NMStateConfig>::namespaced(h.client.clone(), NS)
+        .get(&format!("nmstate-config-{server}"))
+        .await
+        .unwrap();
+    let nm = serde_json::to_value(&nm).unwrap();
+    assert_eq!(
+        nm["spec"]["config"]["interfaces"][0]["mac-address"],
+        kept.as_str()
+    );
+    assert_eq!(nm["spec"]["interfaces"][0]["macAddress"], kept.as_str());
+    h.stack.stop().await;
+}
+
+/// Two old CRs named one server (the old operator let the second one "continue"); one adopts
+/// the host, the other fails. Deleting the failed one must not take the host's BMC Secret with
+/// it, though deletion removes produced objects by default.
+#[tokio::test]
+async fn deleting_a_refused_twin_keeps_the_credentials_of_the_host_it_does_not_own() {
+    let h = harness(Options {
+        delete_on_delete: true,
+        ..Options::default()
+    })
+    .await;
+    let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
+    let (mac, ip) = boot_mac_and_ip(&h, &server).await;
+    old_operator_leftovers(&h, "old-gen", &server, &mac, &ip).await;
+    h.reconcile("old-gen").await;
+    assert_eq!(h.status("old-gen").await.phase, Some(Phase::Completed));
+
+    h.create("old-twin", json!({"serverName": server, "infraEnv": "env"}))
+        .await;
+    h.generators()
+        .patch_status(
+            "old-twin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "phase": "Completed", "bmhName": server, "bmhNamespace": NS,
+                "serverVendor": "DELL"}})),
+        )
+        .await
+        .unwrap();
+    h.reconcile("old-twin").await;
+    assert_eq!(h.status("old-twin").await.phase, Some(Phase::Failed));
+    h.reconcile_deleted("old-twin").await;
+    assert!(h.finalizer_removed("old-twin").await);
+    assert!(h.hosts(NS).get_opt(&server).await.unwrap().is_some());
+    assert!(
+        Api::<Secret>::namespaced(h.client.clone(), NS)
+            .get_opt(&format!("dell-cred-{server}"))
+            .await
+            .unwrap()
+            .is_some(),
+        "the adopted host's Secret was deleted with the twin"
+    );
+    h.stack.stop().await;
+}

@@ -400,16 +400,18 @@ impl BareMetalHostGenerator {
         }
         let annotations = self.metadata.annotations.clone().unwrap_or_default();
         // The old operator read the vendor and the VLAN from annotations; the spec fields win.
-        let vendor = spec
+        // An annotation naming no vendor it knew made it guess from the server name; here the
+        // hint is dropped and every system is asked, so such a CR keeps working.
+        let vendor = match spec
             .server_vendor
             .as_deref()
             .filter(|v| !v.trim().is_empty())
-            .or(annotations
+        {
+            Some(v) => Some(parse_spec_vendor(v)?),
+            None => annotations
                 .get(legacy::VENDOR_ANNOTATION)
-                .map(String::as_str)
-                .filter(|v| !v.trim().is_empty()))
-            .map(parse_spec_vendor)
-            .transpose()?;
+                .and_then(|v| parse_spec_vendor(v).ok()),
+        };
         let annotation_vlan_id = annotations
             .get(legacy::VLAN_ANNOTATION)
             .map(|v| v.trim())
@@ -747,6 +749,12 @@ spec:
         let r = g.parse().unwrap();
         assert_eq!(r.vendor, Some(Vendor::Hpe));
         assert_eq!(r.vlan_for(Vendor::Hpe), Some(30));
+        // A vendor annotation the old operator did not know (it guessed from the name): no
+        // hint, every system is asked. The spec field stays strict.
+        let g = generator(
+            "metadata: {name: a, namespace: n, annotations: {server_vendor: lenovo}}\nspec: {infraEnv: e}\n",
+        );
+        assert_eq!(g.parse().unwrap().vendor, None);
         let g = generator(
             "metadata: {name: a, namespace: n, annotations: {vlanId: 'x'}}\nspec: {infraEnv: e}\n",
         );

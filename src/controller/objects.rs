@@ -202,6 +202,27 @@ pub struct MacInterface {
     pub mac_address: String,
 }
 
+impl NMStateConfig {
+    /// Points every interface that names MAC `from` at `to` instead (compared ignoring case):
+    /// when a host keeps the boot MAC it was created with, its NMStateConfig must speak of that
+    /// NIC too, not of the one chosen today.
+    pub fn retarget_mac(&mut self, from: &str, to: &str) {
+        let same = |m: &str| m.eq_ignore_ascii_case(from);
+        if let Some(config) = self.spec.config.as_mut() {
+            for i in &mut config.interfaces {
+                if let Some(m) = i.mac_address.as_mut().filter(|m| same(m)) {
+                    to.clone_into(m);
+                }
+            }
+        }
+        for i in &mut self.spec.interfaces {
+            if same(&i.mac_address) {
+                to.clone_into(&mut i.mac_address);
+            }
+        }
+    }
+}
+
 /// `(namespace, name)` of the generator named by an object's labels. The namespace label is
 /// absent on objects created in the generator's own namespace.
 pub fn generator_of(
@@ -242,6 +263,34 @@ mod tests {
         assert_eq!(bmh.key(), "ztp/w1");
         assert_eq!(bmh.generator(), Some(("ztp".into(), "w1".into())));
         assert_eq!(serde_json::to_value(&bmh).unwrap(), raw);
+    }
+
+    #[test]
+    fn an_nmstateconfig_is_retargeted_to_the_kept_mac() {
+        let mut nm: NMStateConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "agent-install.openshift.io/v1beta1", "kind": "NMStateConfig",
+            "metadata": {"name": "nmstate-config-d1", "namespace": "ztp"},
+            "spec": {
+                "config": {"interfaces": [
+                    {"name": "eno1", "type": "ethernet", "state": "up", "mac-address": "b0:7b:25:00:00:02"},
+                    {"name": "eno1.24", "type": "vlan", "state": "up",
+                     "vlan": {"base-iface": "eno1", "id": 24}, "ipv4": {"enabled": true, "dhcp": true}}
+                ]},
+                "interfaces": [{"name": "eno1", "macAddress": "b0:7b:25:00:00:02"}]
+            }
+        }))
+        .unwrap();
+        nm.retarget_mac("B0:7B:25:00:00:02", "B0:7B:25:00:00:01");
+        let v = serde_json::to_value(&nm).unwrap();
+        assert_eq!(
+            v["spec"]["config"]["interfaces"][0]["mac-address"],
+            "B0:7B:25:00:00:01"
+        );
+        assert_eq!(
+            v["spec"]["interfaces"][0]["macAddress"],
+            "B0:7B:25:00:00:01"
+        );
+        assert_eq!(v["spec"]["config"]["interfaces"][1]["vlan"]["id"], 24);
     }
 
     #[test]

@@ -246,7 +246,15 @@ async fn cleanup(gen: &BareMetalHostGenerator, ctx: &Context) -> Result<(), Erro
             }
             None => None,
         };
-        if let Some(secret) = secret {
+        // The Secret cannot be read (write-only access), so its owner is told by the host of the
+        // same server: a host another generator owns (two old CRs naming one server, one of
+        // them adopted it) keeps its credentials.
+        let host_owner = Api::<BareMetalHost>::namespaced(client.clone(), &ns)
+            .get_opt(&name)
+            .await?
+            .and_then(|h| h.generator());
+        let someone_elses = host_owner.is_some_and(|o| o != (gen_ns.clone(), gen.name_any()));
+        if let Some(secret) = secret.filter(|_| !someone_elses) {
             let api = Api::<Secret>::namespaced(client.clone(), &ns);
             if writes::delete_if_present(&api, &secret).await? {
                 secrets += 1;
@@ -489,6 +497,10 @@ async fn admitted(
                 ));
             }
             old.clone_into(target);
+            // The installer must configure the NIC the host boots from.
+            if let Some(nm) = rendered.nmstate_config.as_mut() {
+                nm.retarget_mac(&mac, old);
+            }
         }
         if let (Some(old), Some(bmc)) = (h.bmc_address(), spec.bmc.as_mut()) {
             if !old.eq_ignore_ascii_case(&rendered.bmc_address) {
