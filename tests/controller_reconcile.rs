@@ -1112,8 +1112,9 @@ async fn an_old_operators_objects_are_adopted_never_duplicated() {
     h.stack.stop().await;
 }
 
-#[tokio::test]
-async fn deleting_a_generator_with_only_the_old_finalizer_completes_and_cleans_up() {
+/// A harness that deletes produced objects, and the old operator's CR `old-gen` with the
+/// objects it left for the first OME server (returned).
+async fn deleting_harness_with_old_leftovers() -> (Harness, String) {
     let h = harness(Options {
         delete_on_delete: true,
         ..Options::default()
@@ -1122,6 +1123,12 @@ async fn deleting_a_generator_with_only_the_old_finalizer_completes_and_cleans_u
     let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
     let (mac, ip) = boot_mac_and_ip(&h, &server).await;
     old_operator_leftovers(&h, "old-gen", &server, &mac, &ip).await;
+    (h, server)
+}
+
+#[tokio::test]
+async fn deleting_a_generator_with_only_the_old_finalizer_completes_and_cleans_up() {
+    let (h, server) = deleting_harness_with_old_leftovers().await;
     // Deleted before this controller ever reconciled it: only kopf's finalizer is on it.
     let mut gen = h.get("old-gen").await;
     gen.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -1271,14 +1278,7 @@ async fn an_adopted_nmstateconfig_follows_the_mac_the_host_keeps() {
 /// it, though deletion removes produced objects by default.
 #[tokio::test]
 async fn deleting_a_refused_twin_keeps_the_credentials_of_the_host_it_does_not_own() {
-    let h = harness(Options {
-        delete_on_delete: true,
-        ..Options::default()
-    })
-    .await;
-    let server = usable_servers(&h.stack, SystemKind::Ome).await.remove(0);
-    let (mac, ip) = boot_mac_and_ip(&h, &server).await;
-    old_operator_leftovers(&h, "old-gen", &server, &mac, &ip).await;
+    let (h, server) = deleting_harness_with_old_leftovers().await;
     h.reconcile("old-gen").await;
     assert_eq!(h.status("old-gen").await.phase, Some(Phase::Completed));
 
