@@ -85,6 +85,12 @@ pub struct Caller {
     pub admin: bool,
 }
 
+/// Whether the request was authenticated with the `admin` scope (it may see internals).
+pub fn is_admin(req: &actix_web::HttpRequest) -> bool {
+    use actix_web::HttpMessage;
+    req.extensions().get::<Caller>().is_some_and(|c| c.admin)
+}
+
 pub struct Authenticator {
     tokens: Vec<Token>,
     open_health: bool,

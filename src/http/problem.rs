@@ -45,8 +45,8 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
 }
 
-/// One system's failure, as a caller may see it: `public_failure` for most callers, the full
-/// error (endpoint, client error, body snippet; never credentials) for `admin` ones.
+/// One system's failure, as a caller may see it: which system failed and how for most callers,
+/// the full error (endpoint, client error, body snippet; never credentials) for `admin` ones.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Failure {
     pub system: String,
@@ -110,7 +110,7 @@ impl Problem {
     }
 
     /// `admin`: the caller holds the admin scope and is shown the failures in full (endpoints,
-    /// HTTP-client errors, upstream body snippets); everyone else gets `public_failure`.
+    /// HTTP-client errors, upstream body snippets); everyone else gets `BackendError::public_text`.
     pub fn from_lookup(err: &LookupError, admin: bool) -> Self {
         let searched = Some(err.searched().to_vec());
         match err {
@@ -195,7 +195,7 @@ impl Problem {
                     if admin {
                         f.to_string()
                     } else {
-                        public_failure(f)
+                        f.public_text()
                     }
                 };
                 Problem {
@@ -228,9 +228,4 @@ fn is_throttled(f: &BackendError) -> bool {
         f,
         BackendError::Unavailable { .. } | BackendError::Status { status: 429, .. }
     )
-}
-
-/// Which system failed and how, without internals (see [`BackendError::public_text`]).
-pub fn public_failure(f: &BackendError) -> String {
-    f.public_text()
 }

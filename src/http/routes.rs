@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::auth::Caller;
+use super::auth::is_admin;
 use super::problem::{types, Problem};
 use super::request_id::RequestId;
 use crate::domain::{DomainError, ServerName, Vendor};
@@ -102,8 +102,7 @@ pub async fn get_server(
         Err(e) => {
             // The access log has the status and the system failures are logged where they happen.
             tracing::debug!(server = %name, error = %e, "lookup failed");
-            let admin = req.extensions().get::<Caller>().is_some_and(|c| c.admin);
-            Problem::from_lookup(&e, admin)
+            Problem::from_lookup(&e, is_admin(&req))
                 .at(&instance, &rid.0)
                 .response()
         }
@@ -175,7 +174,7 @@ fn bad_request(
     )
 )]
 pub async fn list_vendors(req: HttpRequest, lookup: web::Data<LookupService>) -> HttpResponse {
-    let admin = req.extensions().get::<Caller>().is_some_and(|c| c.admin);
+    let admin = is_admin(&req);
     let systems: Vec<_> = lookup
         .statuses()
         .into_iter()

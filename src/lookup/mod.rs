@@ -377,6 +377,23 @@ impl Inner {
             .collect()
     }
 
+    /// The systems among `targets`, other than `holder`, that might hold the name: not asked
+    /// now, and not having said "not here" within `negative_ttl`.
+    fn not_heard_from(
+        &self,
+        folded: &str,
+        targets: &[(usize, &Arc<System>)],
+        holder: &str,
+    ) -> Vec<String> {
+        targets
+            .iter()
+            .filter(|(i, s)| {
+                s.name() != holder && !self.absent.contains_key(&(folded.to_owned(), *i))
+            })
+            .map(|(_, s)| s.name().to_owned())
+            .collect()
+    }
+
     /// The cached record, marked stale, listing every system that might also hold the name and
     /// has not said otherwise lately; a name known to be held by two systems stays a 409.
     async fn serve_stale(
@@ -401,13 +418,7 @@ impl Inner {
                 });
             }
         }
-        record.unverified = targets
-            .iter()
-            .filter(|(i, s)| {
-                s.name() != record.system_name && !self.absent.contains_key(&(folded.clone(), *i))
-            })
-            .map(|(_, s)| s.name().to_owned())
-            .collect();
+        record.unverified = self.not_heard_from(&folded, &targets, &record.system_name);
         record.stale = true;
         self.events.cache("stale");
         Ok(Answer {
@@ -526,15 +537,8 @@ impl Inner {
                 // answer says so, is trusted only briefly and never sets the owner again, so
                 // the next lookup asks every system (and a second holder makes it a 409).
                 if let Ok(record) = &mut combined {
-                    record.unverified = self
-                        .systems
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| {
-                            *i != idx && !self.absent.contains_key(&(folded.clone(), *i))
-                        })
-                        .map(|(_, s)| s.name().to_owned())
-                        .collect();
+                    record.unverified =
+                        self.not_heard_from(&folded, &self.targets(None), &record.system_name);
                 }
                 Some(combined)
             }

@@ -24,8 +24,7 @@ pub struct System {
 struct History {
     last_success: Option<DateTime<Utc>>,
     last_failure: Option<DateTime<Utc>>,
-    last_error: Option<String>,
-    last_error_public: Option<String>,
+    last_error: Option<BackendError>,
     latencies: VecDeque<Duration>,
 }
 
@@ -43,7 +42,7 @@ pub struct SystemStatus {
     /// callers and logs only; see [`SystemStatus::redacted`].
     pub last_error: Option<String>,
     #[serde(skip)]
-    last_error_public: Option<String>,
+    error: Option<BackendError>,
     /// Over the last lookups answered by this system (up to 512); null before the first.
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -75,23 +74,20 @@ impl System {
     pub fn record_failure(&self, error: &BackendError) {
         if let Ok(mut h) = self.history.lock() {
             h.last_failure = Some(Utc::now());
-            h.last_error = Some(error.to_string());
-            h.last_error_public = Some(error.public_text());
+            h.last_error = Some(error.clone());
         }
     }
 
     pub fn status(&self) -> SystemStatus {
-        let (last_success, last_failure, last_error, last_error_public, mut samples) =
-            match self.history.lock() {
-                Ok(h) => (
-                    h.last_success,
-                    h.last_failure,
-                    h.last_error.clone(),
-                    h.last_error_public.clone(),
-                    h.latencies.iter().copied().collect::<Vec<_>>(),
-                ),
-                Err(_) => (None, None, None, None, Vec::new()),
-            };
+        let (last_success, last_failure, error, mut samples) = match self.history.lock() {
+            Ok(h) => (
+                h.last_success,
+                h.last_failure,
+                h.last_error.clone(),
+                h.latencies.iter().copied().collect::<Vec<_>>(),
+            ),
+            Err(_) => (None, None, None, Vec::new()),
+        };
         samples.sort();
         SystemStatus {
             name: self.name().to_owned(),
@@ -101,8 +97,8 @@ impl System {
             breaker: self.breaker.state(),
             last_success,
             last_failure,
-            last_error,
-            last_error_public,
+            last_error: error.as_ref().map(BackendError::to_string),
+            error,
             latency_p50_ms: percentile(&samples, 0.50),
             latency_p99_ms: percentile(&samples, 0.99),
         }
@@ -112,7 +108,7 @@ impl System {
 impl SystemStatus {
     /// What a caller without the `admin` scope may see: the failure's kind, not its internals.
     pub fn redacted(mut self) -> Self {
-        self.last_error = self.last_error_public.take();
+        self.last_error = self.error.as_ref().map(BackendError::public_text);
         self
     }
 }

@@ -95,10 +95,7 @@ async fn a_name_held_by_two_systems_stays_409_while_one_fails_even_with_refresh(
 #[tokio::test]
 async fn an_answer_that_could_not_hear_from_every_system_says_which() {
     let stack = two_holder_stack("").await;
-    let unique = stack.inventory(SystemKind::Oneview).await[1]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let unique = stack.server_name(SystemKind::Oneview, 1).await;
     let path = format!("/servers/{unique}");
     fail_ome(&stack).await;
     for x_cache in ["miss", "hit"] {
@@ -159,10 +156,7 @@ async fn a_stale_record_lists_the_systems_it_could_not_hear_from() {
     let stack =
         two_holder_stack("[cache]\nttl = \"100ms\"\nnegative_ttl = \"50ms\"\nmax_stale = \"1h\"\n")
             .await;
-    let unique = stack.inventory(SystemKind::Oneview).await[2]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let unique = stack.server_name(SystemKind::Oneview, 2).await;
     let path = format!("/servers/{unique}");
     let resp = stack.get(&path).await;
     assert_eq!(resp.status(), 200);
@@ -228,10 +222,7 @@ async fn an_answer_from_the_remembered_owner_alone_is_unverified() {
         "[cache]\nttl = \"50ms\"\nnegative_ttl = \"50ms\"\nmax_stale = \"100ms\"\n",
     )
     .await;
-    let unique = stack.inventory(SystemKind::Oneview).await[3]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let unique = stack.server_name(SystemKind::Oneview, 3).await;
     let path = format!("/servers/{unique}");
     let resp = stack.get(&path).await;
     assert_eq!(resp.status(), 200);

@@ -187,10 +187,7 @@ async fn a_caller_over_its_queue_still_gets_the_stale_record() {
         ..Default::default()
     })
     .await;
-    let name = stack.inventory(SystemKind::Ucsm).await[0]["name"]
-        .as_str()
-        .expect("name")
-        .to_owned();
+    let name = stack.server_name(SystemKind::Ucsm, 0).await;
     let path = format!("/servers/{name}");
     assert_eq!(stack.get(&path).await.status(), 200);
     stack

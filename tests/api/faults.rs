@@ -348,10 +348,7 @@ async fn a_hanging_system_gives_its_stale_answer_at_the_stale_deadline() {
     })
     .await;
     for kind in KINDS {
-        let name = stack.inventory(kind).await[0]["name"]
-            .as_str()
-            .expect("name")
-            .to_owned();
+        let name = stack.server_name(kind, 0).await;
         for path in [hinted(kind, &name), format!("/servers/{name}")] {
             let resp = stack.get(&path).await;
             assert_eq!(resp.status(), 200, "{kind} {path}");

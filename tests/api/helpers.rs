@@ -147,6 +147,14 @@ impl TestStack {
         v["servers"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The name of the `i`-th server of a simulator's fleet.
+    pub async fn server_name(&self, kind: SystemKind, i: usize) -> String {
+        self.inventory(kind).await[i]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned()
+    }
+
     pub async fn counters(&self, kind: SystemKind) -> Value {
         self.client
             .get(format!("{}_sim/counters", self.sim(kind).base_url))

@@ -250,10 +250,7 @@ async fn a_system_error_is_502_and_a_hung_system_is_504() {
     })
     .await;
     for kind in KINDS {
-        let name = stack.inventory(kind).await[0]["name"]
-            .as_str()
-            .expect("name")
-            .to_owned();
+        let name = stack.server_name(kind, 0).await;
         let hinted = format!("/servers/{name}?vendor={}", vendor_param(kind));
         stack
             .set_faults(kind, json!({"error_rate": 1.0, "error_status": 500}))

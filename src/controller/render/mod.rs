@@ -198,7 +198,7 @@ pub fn render(
             labels,
             boot_mac: mac,
             bmc_address: &address,
-            credentials_name: secret_name(vendor, &bmh_name),
+            credentials_name: secret.name().to_owned(),
         },
         opts,
     );
