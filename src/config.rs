@@ -327,6 +327,106 @@ pub struct SystemConfig {
     /// the next attempt (doubling per further refusal, up to 16 times this).
     #[serde(default = "default_login_backoff", with = "humantime_serde")]
     pub login_backoff: Duration,
+    /// UCS Central only (required there): the UCS Manager login valid in every domain Central
+    /// manages, and how to reach a domain from the address Central reports for it.
+    #[serde(default)]
+    pub ucsm: Option<UcsmDomainsConfig>,
+    /// UCS Central only: exceptions for single domains, by the address Central reports.
+    #[serde(default)]
+    pub domains: Vec<DomainOverride>,
+}
+
+/// `[systems.ucsm]` of a `ucs-central` system.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UcsmDomainsConfig {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// A domain is reached at `scheme://<address Central reports>:port/nuova`.
+    #[serde(default = "default_domain_scheme")]
+    pub scheme: String,
+    #[serde(default = "default_domain_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+fn default_domain_scheme() -> String {
+    "https".into()
+}
+fn default_domain_port() -> u16 {
+    443
+}
+
+/// `[[systems.domains]]`: one UCS Manager domain reached or logged into differently.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainOverride {
+    /// The domain's address as UCS Central reports it (`lsServer.domain`, `computeSystem.address`).
+    pub address: String,
+    /// Where to reach it instead (e.g. a name its certificate is issued for).
+    #[serde(default)]
+    pub endpoint: Option<Url>,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// Reads `password` or `password_file` (exactly one is set: checked by `validate`).
+fn read_password(
+    key: &str,
+    password: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<SecretString, ConfigError> {
+    if let Some(p) = password {
+        return Ok(p.clone());
+    }
+    let path = file.as_ref().ok_or_else(|| ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: "either `password` or `password_file` is required".into(),
+    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(SecretString::from(
+        text.trim_end_matches(['\r', '\n']).to_owned(),
+    ))
+}
+
+impl UcsmDomainsConfig {
+    pub fn resolve_password(&self, system: &str) -> Result<SecretString, ConfigError> {
+        read_password(
+            &format!("systems.{system}.ucsm.password"),
+            &self.password,
+            &self.password_file,
+        )
+    }
+}
+
+impl DomainOverride {
+    /// `None` = the fleet-wide UCS Manager password applies.
+    pub fn resolve_password(&self, system: &str) -> Result<Option<SecretString>, ConfigError> {
+        if self.password.is_none() && self.password_file.is_none() {
+            return Ok(None);
+        }
+        read_password(
+            &format!("systems.{system}.domains.password"),
+            &self.password,
+            &self.password_file,
+        )
+        .map(Some)
+    }
 }
 
 fn default_max_response_bytes() -> u64 {
@@ -359,23 +459,11 @@ impl SystemConfig {
 
     /// The password, from `password` or `password_file` (validated to be present at load).
     pub fn resolve_password(&self) -> Result<SecretString, ConfigError> {
-        if let Some(p) = &self.password {
-            return Ok(p.clone());
-        }
-        let path = self
-            .password_file
-            .as_ref()
-            .ok_or_else(|| ConfigError::Invalid {
-                key: format!("systems.{}.password", self.name),
-                reason: "either `password` or `password_file` is required".into(),
-            })?;
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(SecretString::from(
-            text.trim_end_matches(['\r', '\n']).to_owned(),
-        ))
+        read_password(
+            &format!("systems.{}.password", self.name),
+            &self.password,
+            &self.password_file,
+        )
     }
 }
 
@@ -563,9 +651,73 @@ impl Config {
                     return Err(invalid(key("ca_bundle"), "file does not exist"));
                 }
             }
+            validate_central(s, &key)?;
         }
         Ok(())
     }
+}
+
+/// `[systems.ucsm]` and `[[systems.domains]]` belong to `ucs-central`, which needs the former.
+fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let invalid = |key: String, reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    };
+    let one_password = |k: String, p: &Option<SecretString>, f: &Option<PathBuf>, required| {
+        match (p, f) {
+            (Some(_), Some(_)) => Err(invalid(k, "give `password` or `password_file`, not both")),
+            (None, None) if required => Err(invalid(
+                k,
+                "either `password` or `password_file` is required",
+            )),
+            _ => Ok(()),
+        }
+    };
+    let ca_exists = |k: String, ca: &Option<PathBuf>| match ca {
+        Some(ca) if !ca.is_file() => Err(invalid(k, "file does not exist")),
+        _ => Ok(()),
+    };
+    if s.kind != SystemKind::UcsCentral {
+        if s.ucsm.is_some() || !s.domains.is_empty() {
+            return Err(invalid(
+                key("ucsm"),
+                "ucsm and domains apply to kind = \"ucs-central\" only",
+            ));
+        }
+        return Ok(());
+    }
+    let Some(ucsm) = &s.ucsm else {
+        return Err(invalid(
+            key("ucsm"),
+            "kind = \"ucs-central\" needs [systems.ucsm]: the UCS Manager login of its domains",
+        ));
+    };
+    if ucsm.username.is_empty() {
+        return Err(invalid(key("ucsm.username"), "must not be empty"));
+    }
+    one_password(key("ucsm.password"), &ucsm.password, &ucsm.password_file, true)?;
+    if !matches!(ucsm.scheme.as_str(), "http" | "https") {
+        return Err(invalid(key("ucsm.scheme"), "must be http or https"));
+    }
+    ca_exists(key("ucsm.ca_bundle"), &ucsm.ca_bundle)?;
+    let mut seen = HashSet::new();
+    for (j, d) in s.domains.iter().enumerate() {
+        let dkey = |f: &str| key(&format!("domains[{j}].{f}"));
+        if d.address.is_empty() || !seen.insert(d.address.to_ascii_lowercase()) {
+            return Err(invalid(dkey("address"), "must be non-empty and unique"));
+        }
+        if let Some(e) = &d.endpoint {
+            if !matches!(e.scheme(), "http" | "https") || e.host_str().is_none() {
+                return Err(invalid(dkey("endpoint"), "must be an http(s) URL with a host"));
+            }
+        }
+        if d.username.as_deref() == Some("") {
+            return Err(invalid(dkey("username"), "must not be empty"));
+        }
+        one_password(dkey("password"), &d.password, &d.password_file, false)?;
+        ca_exists(dkey("ca_bundle"), &d.ca_bundle)?;
+    }
+    Ok(())
 }
 
 fn apply_override(root: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {

@@ -14,7 +14,12 @@ use crate::sim::{self, fleet, SimHandle, SimOptions, SimServer};
 
 pub const SIM_USERNAME: &str = sim::DEFAULT_USERNAME;
 pub const SIM_PASSWORD: &str = sim::DEFAULT_PASSWORD;
-pub const KINDS: [SystemKind; 3] = [SystemKind::Oneview, SystemKind::Ucsm, SystemKind::Ome];
+pub const KINDS: [SystemKind; 4] = [
+    SystemKind::Oneview,
+    SystemKind::Ucsm,
+    SystemKind::UcsCentral,
+    SystemKind::Ome,
+];
 
 #[derive(Debug, Clone)]
 pub struct FleetSpec {
@@ -150,6 +155,20 @@ pub fn gateway_config_toml(
         );
         if let Some(ca) = ca_bundle {
             let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());
+        }
+        // Central's domains share one port on their own loopback addresses: the fleet-wide
+        // UCS Manager login and how to reach the address Central reports.
+        if let Some(domain) = s.members.first() {
+            let _ = write!(
+                out,
+                "[systems.ucsm]\nusername = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\n\
+                 scheme = \"{}\"\nport = {}\n",
+                domain.base_url.scheme(),
+                domain.addr.port()
+            );
+            if let Some(ca) = ca_bundle {
+                let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());
+            }
         }
     }
     out

@@ -266,6 +266,9 @@ impl FromStr for Vendor {
 pub enum SystemKind {
     Oneview,
     Ucsm,
+    /// Cisco UCS Central: many UCS Manager domains behind one login.
+    #[serde(rename = "ucs-central")]
+    UcsCentral,
     Ome,
 }
 
@@ -273,7 +276,7 @@ impl SystemKind {
     pub fn vendor(&self) -> Vendor {
         match self {
             Self::Oneview => Vendor::Hpe,
-            Self::Ucsm => Vendor::Cisco,
+            Self::Ucsm | Self::UcsCentral => Vendor::Cisco,
             Self::Ome => Vendor::Dell,
         }
     }
@@ -282,6 +285,7 @@ impl SystemKind {
         match self {
             Self::Oneview => "oneview",
             Self::Ucsm => "ucsm",
+            Self::UcsCentral => "ucs-central",
             Self::Ome => "ome",
         }
     }

@@ -95,6 +95,10 @@ struct SimArgs {
     /// OME simulator port (0 = any free port).
     #[arg(long, default_value_t = 9003)]
     ome_port: u16,
+    /// UCS Central simulator port (0 = any free port); its UCS Manager domains listen on
+    /// 127.0.1.1, 127.0.1.2, … on one free port they share.
+    #[arg(long, default_value_t = 9004)]
+    ucs_central_port: u16,
     /// Serve HTTPS with a generated CA (its PEM is at /_sim/ca.pem).
     #[arg(long)]
     tls: bool,
@@ -104,7 +108,8 @@ struct SimArgs {
     /// Seed of the generated fleet (same seed, same fleet).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// JSON inventory `{"oneview":[…],"ucsm":[…],"ome":[…]}` instead of a generated fleet.
+    /// JSON inventory `{"oneview":[…],"ucsm":[…],"ucs-central":[…],"ome":[…]}` instead of a
+    /// generated fleet.
     #[arg(long)]
     inventory: Option<PathBuf>,
 }
@@ -119,6 +124,7 @@ impl SimArgs {
         let ports = [
             (SystemKind::Oneview, self.oneview_port),
             (SystemKind::Ucsm, self.ucsm_port),
+            (SystemKind::UcsCentral, self.ucs_central_port),
             (SystemKind::Ome, self.ome_port),
         ];
         Ok(demo::start_sims_on(&fleets, &ports, self.tls, bind)?)

@@ -26,7 +26,7 @@ use crate::vendors::upstream::UpstreamObserver;
 const NAMESPACE: &str = "inventory_gateway";
 
 /// What `CircuitBreaker::with_observer` takes: (system, from, to).
-pub type BreakerObserver = Arc<dyn Fn(&str, BreakerState, BreakerState) + Send + Sync>;
+pub use crate::resilience::BreakerObserver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -254,14 +254,18 @@ impl Metrics {
         self.cache_entries
             .set(i64::try_from(lookup.cached_entries()).unwrap_or(i64::MAX));
         for status in lookup.statuses() {
-            for state in [
-                BreakerState::Closed,
-                BreakerState::Open,
-                BreakerState::HalfOpen,
-            ] {
-                self.breaker_state
-                    .with_label_values(&[&status.name, state.as_str()])
-                    .set(i64::from(status.breaker == state));
+            // UCS Central's domains have breakers of their own, labelled `<central>/<address>`.
+            let members = status.domains.iter().map(|d| (&d.name, d.breaker));
+            for (name, breaker) in std::iter::once((&status.name, status.breaker)).chain(members) {
+                for state in [
+                    BreakerState::Closed,
+                    BreakerState::Open,
+                    BreakerState::HalfOpen,
+                ] {
+                    self.breaker_state
+                        .with_label_values(&[name, state.as_str()])
+                        .set(i64::from(breaker == state));
+                }
             }
         }
         let mut out = Vec::new();

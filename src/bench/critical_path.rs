@@ -153,6 +153,8 @@ pub fn protocol_minimum(kind: SystemKind) -> (u64, u32) {
     match kind {
         SystemKind::Oneview => (2, 2),
         SystemKind::Ucsm => (2, 2),
+        // Central's profile query, then the domain's own two.
+        SystemKind::UcsCentral => (3, 3),
         SystemKind::Ome => (3, 2),
     }
 }

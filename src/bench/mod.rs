@@ -411,6 +411,7 @@ fn vendor_label(kind: SystemKind) -> String {
     let name = match kind {
         SystemKind::Oneview => "OneView",
         SystemKind::Ucsm => "UCS Manager",
+        SystemKind::UcsCentral => "UCS Central",
         SystemKind::Ome => "OME",
     };
     format!("cold path: {} ({name})", vendor_param(kind))

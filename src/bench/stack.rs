@@ -21,13 +21,13 @@ use crate::demo::{SIM_PASSWORD, SIM_USERNAME};
 use crate::domain::SystemKind;
 use crate::sim::{self, fleet, Faults, SimHandle, SimOptions, SimShared};
 
-pub const KINDS: [SystemKind; 3] = crate::demo::KINDS;
+pub const KINDS: [SystemKind; 4] = crate::demo::KINDS;
 
 /// The `vendor` query value that selects a kind's systems.
 pub fn vendor_param(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "hpe",
-        SystemKind::Ucsm => "cisco",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "cisco",
         SystemKind::Ome => "dell",
     }
 }

@@ -59,6 +59,28 @@ pub struct SystemStatusSchema {
     /// Over the last lookups answered by this system (up to 512); null before the first.
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// `ucs-central` only (absent otherwise): the UCS Manager domains it lists, each with its
+    /// own session, throttle and breaker.
+    #[schema(required = false)]
+    pub domains: Option<Vec<DomainStatusSchema>>,
+}
+
+/// One UCS Manager domain behind a UCS Central.
+#[derive(Serialize, ToSchema)]
+pub struct DomainStatusSchema {
+    /// `<central>/<address>`: the `system` label of its metrics.
+    #[schema(example = "ucs-central-1/10.20.0.10")]
+    pub name: String,
+    /// The domain's name in UCS Central.
+    pub domain_name: String,
+    /// The domain's address, as UCS Central reports it.
+    pub address: String,
+    pub endpoint: String,
+    pub breaker: BreakerStateSchema,
+    pub last_success: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_failure: Option<chrono::DateTime<chrono::Utc>>,
+    /// As for the system: the kind for most callers, the full text for `admin` tokens.
+    pub last_error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -201,7 +223,7 @@ impl Modify for RateLimitedResponses {
     ),
     components(schemas(
         ServerRecord, Bmc, Nic, Vendor, SystemKind, Problem, Failure, CandidateSchema,
-        SystemStatusSchema, BreakerStateSchema, VendorsResponse, HealthResponse, ReadyResponse,
+        SystemStatusSchema, DomainStatusSchema, BreakerStateSchema, VendorsResponse, HealthResponse, ReadyResponse,
         ReadySystem, ReadyStatus, DeepHealthResponse, DeepHealthStatus, VendorParam
     )),
     modifiers(&BearerAuth, &RateLimitedResponses),

@@ -178,7 +178,7 @@ impl Problem {
                         types::UNAVAILABLE,
                         "Management system unavailable",
                     )
-                } else if all(|f| matches!(f, BackendError::Timeout { .. })) {
+                } else if all(is_timeout) {
                     (
                         StatusCode::GATEWAY_TIMEOUT,
                         types::UPSTREAM_TIMEOUT,
@@ -222,10 +222,15 @@ impl Problem {
     }
 }
 
+fn is_timeout(f: &BackendError) -> bool {
+    match f {
+        BackendError::Timeout { .. } => true,
+        BackendError::Domain { source, .. } => is_timeout(source),
+        _ => false,
+    }
+}
+
 /// Throttling, by the gateway (breaker open, outbound budget spent) or by the appliance (429).
 fn is_throttled(f: &BackendError) -> bool {
-    matches!(
-        f,
-        BackendError::Unavailable { .. } | BackendError::Status { status: 429, .. }
-    )
+    f.is_throttled()
 }

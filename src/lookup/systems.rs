@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::domain::{SystemKind, Vendor};
 use crate::resilience::{BreakerState, CircuitBreaker};
-use crate::vendors::{Backend, BackendError};
+use crate::vendors::{Backend, BackendError, MemberStatus};
 
 const LATENCY_SAMPLES: usize = 512;
 
@@ -46,6 +46,9 @@ pub struct SystemStatus {
     /// Over the last lookups answered by this system (up to 512); null before the first.
     pub latency_p50_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// UCS Central: the UCS Manager domains it lists, each with its own breaker.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<MemberStatus>,
 }
 
 impl System {
@@ -101,6 +104,7 @@ impl System {
             error,
             latency_p50_ms: percentile(&samples, 0.50),
             latency_p99_ms: percentile(&samples, 0.99),
+            domains: self.backend.members(),
         }
     }
 }
@@ -109,6 +113,11 @@ impl SystemStatus {
     /// What a caller without the `admin` scope may see: the failure's kind, not its internals.
     pub fn redacted(mut self) -> Self {
         self.last_error = self.error.as_ref().map(BackendError::public_text);
+        self.domains = self
+            .domains
+            .into_iter()
+            .map(MemberStatus::redacted)
+            .collect();
         self
     }
 }

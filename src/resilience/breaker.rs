@@ -74,7 +74,9 @@ pub struct Rejected {
     pub retry_after: Duration,
 }
 
-type Observer = Arc<dyn Fn(&str, BreakerState, BreakerState) + Send + Sync>;
+/// Told of every state change: (breaker name, from, to).
+pub type BreakerObserver = Arc<dyn Fn(&str, BreakerState, BreakerState) + Send + Sync>;
+type Observer = BreakerObserver;
 
 struct Inner {
     state: BreakerState,

@@ -5,6 +5,6 @@ pub mod breaker;
 pub mod retry;
 pub mod throttle;
 
-pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use breaker::{BreakerConfig, BreakerObserver, BreakerState, CircuitBreaker};
 pub use retry::{retry, RetryPolicy, Transient};
 pub use throttle::{Throttle, ThrottleConfig, Throttled};

@@ -87,6 +87,7 @@ pub fn name_prefix(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "hpe-synergy",
         SystemKind::Ucsm => "ucs-sp",
+        SystemKind::UcsCentral => "ucs-central",
         SystemKind::Ome => "dell-r650",
     }
 }
@@ -96,6 +97,7 @@ pub fn generate(kind: SystemKind, seed: u64, count: usize) -> Vec<SimServer> {
     let salt = match kind {
         SystemKind::Oneview => 0x11,
         SystemKind::Ucsm => 0x22,
+        SystemKind::UcsCentral => 0x44,
         SystemKind::Ome => 0x33,
     };
     let mut rng = Rng::new(seed ^ (salt << 56));
@@ -134,12 +136,17 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 assigned: true,
             }
         }
-        SystemKind::Ucsm => {
+        SystemKind::Ucsm | SystemKind::UcsCentral => {
             let nic_count = 2 + rng.below(3) as usize;
             let nics = (0..nic_count)
                 .map(|p| SimNic {
                     name: format!("eth{p}"),
-                    mac: mac([0x00, 0x25, 0xb5], mask, i, p),
+                    // Another Cisco OUI for Central's domains: no MAC shared with the UCSM fleet.
+                    mac: if kind == SystemKind::Ucsm {
+                        mac([0x00, 0x25, 0xb5], mask, i, p)
+                    } else {
+                        mac([0x00, 0x3a, 0x9c], mask, i, p)
+                    },
                     // Boot policies do not always boot from the first vNIC.
                     boot: p == usize::from(n % 6 == 5),
                 })
@@ -153,7 +160,11 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                     "UCSB-B200-M5".into()
                 },
                 power_state,
-                bmc_address: format!("10.20.{octet3}.{octet4}"),
+                bmc_address: if kind == SystemKind::Ucsm {
+                    format!("10.20.{octet3}.{octet4}")
+                } else {
+                    format!("10.40.{octet3}.{octet4}")
+                },
                 decoy_bmc_addresses: Vec::new(),
                 nics,
                 assigned: true,

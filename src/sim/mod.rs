@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod ome;
 pub mod oneview;
 pub mod tls;
+pub mod ucs_central;
 pub mod ucsm;
 
 pub use fleet::{SimNic, SimServer};
@@ -204,6 +205,9 @@ pub struct SimOptions {
     pub username: String,
     pub password: String,
     pub workers: usize,
+    /// UCS Central only: how many UCS Manager domains it fronts (the fleet is dealt out
+    /// among them).
+    pub domains: usize,
 }
 
 impl SimOptions {
@@ -217,6 +221,7 @@ impl SimOptions {
             username: DEFAULT_USERNAME.into(),
             password: DEFAULT_PASSWORD.into(),
             workers: 2,
+            domains: 3,
         }
     }
 }
@@ -230,16 +235,25 @@ pub struct SimHandle {
     pub server: actix_web::dev::ServerHandle,
     /// PEM of the CA to trust when `tls` is on.
     pub ca_pem: Option<String>,
+    /// The systems this one fronts, each on its own listener (UCS Central's domains).
+    pub members: Vec<SimHandle>,
 }
 
 impl SimHandle {
     pub async fn stop(&self) {
         self.server.stop(false).await;
+        for m in &self.members {
+            m.server.stop(false).await;
+        }
     }
 }
 
 /// Binds and starts a simulator on the current tokio runtime.
 pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
+    if opts.kind == SystemKind::UcsCentral {
+        return ucs_central::start(opts);
+    }
+    let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.port))?;
     let shared = Arc::new(SimShared::new(
         opts.kind,
         opts.fleet.clone(),
@@ -248,10 +262,20 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
     ));
     let routes: Routes = match opts.kind {
         SystemKind::Oneview => oneview::routes(shared.clone()),
-        SystemKind::Ucsm => ucsm::routes(shared.clone()),
+        SystemKind::Ucsm | SystemKind::UcsCentral => ucsm::routes(shared.clone()),
         SystemKind::Ome => ome::routes(shared.clone()),
     };
-    let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.port))?;
+    serve(&opts, listener, shared, routes, Vec::new())
+}
+
+/// Serves `routes` (and the `/_sim/` control plane) on `listener`.
+fn serve(
+    opts: &SimOptions,
+    listener: TcpListener,
+    shared: Arc<SimShared>,
+    routes: Routes,
+    members: Vec<SimHandle>,
+) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let data = web::Data::from(shared.clone());
     let factory = move || {
@@ -292,5 +316,6 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
         shared,
         server: handle,
         ca_pem,
+        members,
     })
 }

@@ -38,11 +38,15 @@ fn build() -> Result<SimTls, String> {
     let ca_cert = ca_params.self_signed(&ca_key).map_err(|x| e("CA", &x))?;
 
     let leaf_key = KeyPair::generate().map_err(|x| e("leaf key", &x))?;
-    let mut leaf_params = CertificateParams::new(vec![
+    // 127.0.0.2 and 127.0.1.x: the UCS Central simulator (port 443 for ucscsdk) and its domains.
+    let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
+        "127.0.0.2".to_owned(),
         "::1".to_owned(),
-    ])
+    ];
+    names.extend((1..=ucs_central_max_domains()).map(|k| format!("127.0.1.{k}")));
+    let mut leaf_params = CertificateParams::new(names)
     .map_err(|x| e("leaf", &x))?;
     leaf_params
         .distinguished_name
@@ -70,4 +74,8 @@ fn build() -> Result<SimTls, String> {
         ca_pem: ca_cert.pem(),
         server_config: Arc::new(server_config),
     })
+}
+
+fn ucs_central_max_domains() -> usize {
+    super::ucs_central::MAX_DOMAINS
 }

@@ -9,14 +9,17 @@ use url::Url;
 
 use crate::config::{Config, ConfigError, SystemConfig};
 use crate::domain::{ServerName, ServerRecord, SystemKind};
-use crate::resilience::{Throttle, ThrottleConfig};
+use crate::resilience::{BreakerConfig, BreakerObserver, Throttle, ThrottleConfig};
 use upstream::{Upstream, UpstreamObserver};
 
 pub mod ome;
 pub mod oneview;
 pub mod session;
+pub mod ucs_central;
 pub mod ucsm;
 pub mod upstream;
+
+pub use ucs_central::MemberStatus;
 
 /// Why a backend could not answer. Variants say whether a retry can help ([`Self::is_transient`]).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -41,10 +44,23 @@ pub enum BackendError {
         endpoint: String,
         detail: String,
     },
+    /// The system's own data contradicts itself (e.g. UCS Central names a domain it does not
+    /// list, or a domain that does not hold the profile Central places there).
+    #[error("{system} answered inconsistently: {detail}")]
+    Inconsistent { system: String, detail: String },
     #[error("server profile {profile} in {system} is not assigned to any server hardware")]
     Unassigned { system: String, profile: String },
     #[error("system {system} is misconfigured: {detail}")]
     Config { system: String, detail: String },
+    /// One UCS Manager domain behind a UCS Central failed (or cannot be used): the domain
+    /// has its own breaker, so this never counts against the Central's.
+    #[error("{system}: UCS domain {domain} (service profile {profile}): {source}")]
+    Domain {
+        system: String,
+        domain: String,
+        profile: String,
+        source: Box<BackendError>,
+    },
     /// The gateway itself holds back: circuit open, or no outbound slot within the wait bound.
     #[error("{system} is unavailable: {reason}")]
     Unavailable {
@@ -60,6 +76,7 @@ impl BackendError {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::Domain { source, .. } => source.is_transient(),
             _ => false,
         }
     }
@@ -69,17 +86,32 @@ impl BackendError {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            Self::Domain { source, .. } => source.retry_after(),
             _ => None,
         }
     }
 
     /// Says the system is unhealthy (counts against its circuit breaker). Not-found answers,
-    /// unassigned profiles and the gateway's own refusals do not.
+    /// unassigned profiles, the gateway's own refusals and a failure of one domain behind a
+    /// UCS Central (counted by that domain's breaker) do not.
     pub fn is_system_failure(&self) -> bool {
         !matches!(
             self,
-            Self::Unassigned { .. } | Self::Unavailable { .. } | Self::Config { .. }
+            Self::Unassigned { .. }
+                | Self::Unavailable { .. }
+                | Self::Config { .. }
+                | Self::Domain { .. }
         )
+    }
+
+    /// Gateway-side throttling (breaker open, outbound budget spent) or the appliance's 429,
+    /// wherever it happened: "come back later", not "broken".
+    pub fn is_throttled(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } | Self::Status { status: 429, .. } => true,
+            Self::Domain { source, .. } => source.is_throttled(),
+            _ => false,
+        }
     }
 
     /// Which system failed and how, in words that carry no internals: no URL, no HTTP-client
@@ -103,6 +135,17 @@ impl BackendError {
                 format!("{system}: server profile {profile} has no hardware assigned")
             }
             Self::Config { .. } => format!("{system}: misconfigured in the gateway"),
+            Self::Inconsistent { .. } => format!("{system}: its inventory is inconsistent"),
+            // The inner text names the domain's own label (`central/10.0.0.1`).
+            Self::Domain {
+                domain,
+                profile,
+                source,
+                ..
+            } => format!(
+                "{system}: UCS domain {domain} (service profile {profile}): {}",
+                source.public_text()
+            ),
             // The gateway's own words (circuit open, outbound budget spent): no internals.
             Self::Unavailable { reason, .. } => format!("{system}: unavailable ({reason})"),
         }
@@ -117,6 +160,8 @@ impl BackendError {
             | Self::Protocol { system, .. }
             | Self::Unassigned { system, .. }
             | Self::Config { system, .. }
+            | Self::Inconsistent { system, .. }
+            | Self::Domain { system, .. }
             | Self::Unavailable { system, .. } => system,
         }
     }
@@ -141,6 +186,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Every server this system knows under `name` (case-insensitive). Empty = not here;
     /// more than one = ambiguous within this system.
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
+    /// Systems this one reaches through (UCS Central's domains), as discovered so far.
+    fn members(&self) -> Vec<MemberStatus> {
+        Vec::new()
+    }
     /// End the session on the appliance, if one is open. Best effort; errors are logged.
     /// Called at shutdown, after the HTTP workers stopped: it must not reuse connections
     /// their runtimes drove ([`upstream::Upstream::detach_pool`]).
@@ -148,45 +197,86 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// Builds one backend per configured system, each with its own pooled client and throttle.
+/// What a backend needs besides its own config: the throttle and breaker settings that apply
+/// to it (and to the systems it reaches through, such as UCS Central's domains), and who
+/// observes its exchanges and breakers.
+#[derive(Clone)]
+pub struct BackendEnv {
+    pub throttle: ThrottleConfig,
+    pub breaker: BreakerConfig,
+    pub observer: Arc<dyn UpstreamObserver>,
+    pub breaker_observer: Option<BreakerObserver>,
+}
+
+impl BackendEnv {
+    /// Default throttle and breaker, no metrics (tools, tests).
+    pub fn standalone(sys: &SystemConfig) -> Self {
+        Self {
+            throttle: sys.throttle_or(&ThrottleConfig::default()).clone(),
+            breaker: sys.breaker_or(&BreakerConfig::default()).clone(),
+            observer: Arc::new(upstream::NoObserver),
+            breaker_observer: None,
+        }
+    }
+}
+
 pub fn build_backends(
     config: &Config,
     observer: Arc<dyn UpstreamObserver>,
+    breaker_observer: Option<BreakerObserver>,
 ) -> Result<Vec<Arc<dyn Backend>>, BackendError> {
     config
         .systems
         .iter()
-        .map(|sys| build_backend_with(sys, sys.throttle_or(&config.throttle), observer.clone()))
+        .map(|sys| {
+            let env = BackendEnv {
+                throttle: sys.throttle_or(&config.throttle).clone(),
+                breaker: sys.breaker_or(&config.breaker).clone(),
+                observer: observer.clone(),
+                breaker_observer: breaker_observer.clone(),
+            };
+            build_backend_with(sys, &env)
+        })
         .collect()
 }
 
 /// One backend with the default throttle and no metrics (tools, tests).
 pub fn build_backend(sys: &SystemConfig) -> Result<Arc<dyn Backend>, BackendError> {
-    build_backend_with(
-        sys,
-        sys.throttle_or(&ThrottleConfig::default()),
-        Arc::new(upstream::NoObserver),
-    )
+    build_backend_with(sys, &BackendEnv::standalone(sys))
 }
 
 pub fn build_backend_with(
     sys: &SystemConfig,
-    throttle: &ThrottleConfig,
-    observer: Arc<dyn UpstreamObserver>,
+    env: &BackendEnv,
 ) -> Result<Arc<dyn Backend>, BackendError> {
-    let upstream = Upstream::new(
-        &sys.name,
-        [http_client(sys)?, build_http_client(sys)?],
-        sys.timeout,
-        sys.max_response_bytes,
-        Throttle::new(throttle),
-        observer,
-    );
+    let upstream = build_upstream(sys, env)?;
     let password = sys.resolve_password().map_err(|e| config_err(sys, e))?;
     Ok(match sys.kind {
         SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream, password)?),
         SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream, password)?),
+        SystemKind::UcsCentral => Arc::new(ucs_central::UcsCentral::new(
+            sys,
+            upstream,
+            password,
+            env.clone(),
+        )?),
         SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream, password)?),
     })
+}
+
+/// The pooled clients, throttle and observer of one system's (or domain's) exchanges.
+pub(crate) fn build_upstream(
+    sys: &SystemConfig,
+    env: &BackendEnv,
+) -> Result<Upstream, BackendError> {
+    Ok(Upstream::new(
+        &sys.name,
+        [http_client(sys)?, build_http_client(sys)?],
+        sys.timeout,
+        sys.max_response_bytes,
+        Throttle::new(&env.throttle),
+        env.observer.clone(),
+    ))
 }
 
 fn config_err(sys: &SystemConfig, e: ConfigError) -> BackendError {

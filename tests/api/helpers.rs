@@ -8,7 +8,7 @@ use inventory_gateway::sim::{fleet, SimHandle, SimServer};
 use inventory_gateway::startup::Application;
 use serde_json::Value;
 
-pub const KINDS: [SystemKind; 3] = demo::KINDS;
+pub const KINDS: [SystemKind; 4] = demo::KINDS;
 /// The stack's client sends this (scope `read`) unless a test says otherwise.
 pub const READ_TOKEN: &str = "test-read-token-0123456789abcdef";
 /// Scope `admin`, for cache purges.

@@ -7,7 +7,7 @@
 //! hide decoding bugs of requests, which ucsmsdk's conformance test exercises independently.
 
 mod filter;
-mod model;
+pub(crate) mod model;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,21 +27,35 @@ const REFRESH_PERIOD_S: u32 = 600;
 struct UcsmSim {
     shared: Arc<SimShared>,
     model: Model,
+    /// `outVersion` of logins.
+    version: &'static str,
     /// cookie → session epoch at login.
     sessions: Mutex<HashMap<String, u64>>,
     logins: AtomicU64,
 }
 
 pub fn routes(shared: Arc<SimShared>) -> Routes {
+    let model = Model::build(&shared.fleet());
+    routes_with(shared, model, "/nuova", VERSION)
+}
+
+/// The XML API on `path` over `model`: UCS Manager's `/nuova`, or UCS Central's
+/// `/xmlIM/central-mgr` over Central's own tree.
+pub(crate) fn routes_with(
+    shared: Arc<SimShared>,
+    model: Model,
+    path: &'static str,
+    version: &'static str,
+) -> Routes {
     let sim = web::Data::new(UcsmSim {
-        model: Model::build(&shared.fleet()),
+        model,
+        version,
         shared,
         sessions: Mutex::new(HashMap::new()),
         logins: AtomicU64::new(0),
     });
     Arc::new(move |cfg| {
-        cfg.app_data(sim.clone())
-            .route("/nuova", web::post().to(nuova));
+        cfg.app_data(sim.clone()).route(path, web::post().to(nuova));
     })
 }
 
@@ -134,7 +148,7 @@ impl UcsmSim {
             c = escape_attr(&cookie),
             r = REFRESH_PERIOD_S,
             s = 49_000 + self.logins.fetch_add(1, Ordering::Relaxed),
-            v = VERSION,
+            v = self.version,
             u = escape_attr(user),
         )
     }

@@ -32,6 +32,21 @@ impl Mo {
     }
 }
 
+/// A UCS Manager domain as the Central simulator registers it.
+pub struct CentralDomain {
+    pub id: u32,
+    pub name: String,
+    pub address: String,
+    pub profiles: Vec<CentralProfile>,
+}
+
+pub struct CentralProfile {
+    pub dn: String,
+    pub name: String,
+    pub pn_dn: String,
+    pub assoc_state: String,
+}
+
 #[derive(Default)]
 pub struct Model {
     mos: Vec<Mo>,
@@ -118,6 +133,109 @@ impl Model {
             );
         }
         m
+    }
+
+    /// UCS Central's view of its domains: one `computeSystem` per domain and one flat
+    /// `lsServer` per service profile instance a domain holds, with the domain's address
+    /// (`domain`), its DN (`domainDn`) and the profile's DN in the domain (`lsDn`); plus
+    /// `extra` profiles Central alone knows (not deployed, or naming an unregistered domain).
+    pub fn central(domains: &[CentralDomain], extra: &[(String, String)]) -> Self {
+        let mut m = Self::default();
+        m.add(
+            None,
+            "topSystem",
+            "sys",
+            vec![
+                ("name", "ucs-central-sim".into()),
+                ("address", "127.0.0.1".into()),
+                ("mode", "stand-alone".into()),
+                ("site", "sim".into()),
+            ],
+        );
+        m.add(None, "computeResourceAggrEp", "compute", Vec::new());
+        m.add(None, "orgOrg", "org-root", vec![("name", "root".into())]);
+        for org in &ORGS[1..] {
+            let rn = org.trim_start_matches("org-root/");
+            m.add(
+                Some("org-root"),
+                "orgOrg",
+                rn,
+                vec![("name", rn["org-".len()..].into())],
+            );
+        }
+        for d in domains {
+            let domain_dn = format!("compute/sys-{}", d.id);
+            m.add(
+                Some("compute"),
+                "computeSystem",
+                &format!("sys-{}", d.id),
+                vec![
+                    ("address", d.address.clone()),
+                    ("id", d.id.to_string()),
+                    ("name", d.name.clone()),
+                    ("operGroupDn", "domaingroup-root".into()),
+                    ("productFamily", "ucs-classic".into()),
+                    ("site", "sim".into()),
+                    ("status", "Registered".into()),
+                    ("totalPhysicalCnt", d.profiles.len().to_string()),
+                ],
+            );
+            for p in &d.profiles {
+                // Central's tree has one profile per DN: a same-named profile in a second
+                // domain sits under that domain's node.
+                let (parent, rn) = match p.dn.rsplit_once('/') {
+                    Some((parent, rn)) if m.get(&p.dn).is_none() => (parent.to_owned(), rn),
+                    _ => (domain_dn.clone(), p.dn.as_str()),
+                };
+                m.add(
+                    Some(&parent),
+                    "lsServer",
+                    rn,
+                    vec![
+                        ("assocState", p.assoc_state.clone()),
+                        ("domain", d.address.clone()),
+                        ("domainDn", domain_dn.clone()),
+                        ("domainGroup", "root".into()),
+                        ("lsDn", p.dn.clone()),
+                        ("name", p.name.clone()),
+                        ("pnDn", p.pn_dn.clone()),
+                        ("type", "instance".into()),
+                    ],
+                );
+            }
+        }
+        for (name, domain) in extra {
+            m.add(
+                Some("org-root"),
+                "lsServer",
+                &format!("ls-{name}"),
+                vec![
+                    ("assocState", "unassociated".into()),
+                    ("domain", domain.clone()),
+                    ("domainDn", String::new()),
+                    ("lsDn", String::new()),
+                    ("name", name.clone()),
+                    ("pnDn", String::new()),
+                    ("type", "instance".into()),
+                ],
+            );
+        }
+        m
+    }
+
+    /// The service profile instances, as UCS Central learns them from this domain.
+    pub fn instance_profiles(&self) -> Vec<CentralProfile> {
+        self.class_query("lsServer", None)
+            .into_iter()
+            .map(|i| &self.mos[i])
+            .filter(|mo| mo.attr("type") == Some("instance"))
+            .map(|mo| CentralProfile {
+                dn: mo.dn.clone(),
+                name: mo.attr("name").unwrap_or_default().to_owned(),
+                pn_dn: mo.attr("pnDn").unwrap_or_default().to_owned(),
+                assoc_state: mo.attr("assocState").unwrap_or_default().to_owned(),
+            })
+            .collect()
     }
 
     fn add_infrastructure(&mut self) {
@@ -613,6 +731,8 @@ fn concrete_classes(class: &str) -> &'static [&'static str] {
         "mgmtIf",
         "adaptorUnit",
         "adaptorHostEthIf",
+        "computeResourceAggrEp",
+        "computeSystem",
     ];
     match class {
         "vnicIpV4Addr" => &["vnicIpV4PooledAddr", "vnicIpV4StaticAddr"],

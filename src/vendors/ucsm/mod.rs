@@ -16,38 +16,31 @@
 //! is [`BackendError::Protocol`] with `errorCode`/`errorDescr` in the detail: UCSM gives no
 //! HTTP status to retry on, and its codes do not say which are transient.
 
-mod parse;
+mod api;
+pub(crate) mod parse;
 pub(crate) mod xml;
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use url::Url;
 
-use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
 use super::{Backend, BackendError};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
-use parse::ApiError;
+pub(crate) use api::XmlApi;
 use xml::{escape_attr, Element};
 
 /// `lsServer.name` is `[\-\.:_a-zA-Z0-9]{2,32}` in the UCSM object model: longer or shorter
 /// names cannot exist, so they are answered "not here" without a call.
-const PROFILE_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=32;
+pub(crate) const PROFILE_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=32;
 
 pub struct Ucsm {
     name: String,
     endpoint: Url,
-    url: Url,
-    upstream: Upstream,
-    username: String,
-    password: SecretString,
-    /// One session shared by every lookup, refreshed within `outRefreshPeriod` (UCSM limits
-    /// sessions per user).
-    sessions: SessionManager<SecretString>,
+    api: XmlApi,
     /// Answers with more profiles than this are refused: `page_size × max_pages`, the most
     /// any backend accepts for one name (UCSM answers a class query in one document).
     max_matches: usize,
@@ -62,103 +55,16 @@ impl Ucsm {
         Ok(Self {
             name: sys.name.clone(),
             endpoint: sys.endpoint.clone(),
-            url: api_url(&sys.endpoint),
-            upstream,
-            username: sys.username.clone(),
-            password,
-            sessions: SessionManager::new(&sys.name, sys.login_backoff),
+            api: XmlApi::new(
+                &sys.name,
+                api_url(&sys.endpoint),
+                upstream,
+                &sys.username,
+                password,
+                sys.login_backoff,
+            ),
             max_matches: (sys.page_size as usize).saturating_mul(sys.max_pages as usize),
         })
-    }
-
-    /// `aaaLogin` or `aaaRefresh`: both hand out a cookie and its refresh period.
-    async fn open(&self, method: &str, body: String) -> Result<Issued<SecretString>, BackendError> {
-        let root = self
-            .post(method, body)
-            .await?
-            .map_err(|e| self.auth_error(format!("{method} refused: {e}")))?;
-        let cookie = parse::login_cookie(&root).map_err(|d| self.protocol(method, d))?;
-        let lifetime = match parse::refresh_period(&root) {
-            Some(s) => Lifetime::RefreshWithin(Duration::from_secs(s)),
-            None => Lifetime::Unbounded,
-        };
-        tracing::debug!(system = %self.name, method, "UCS Manager session opened");
-        Ok(Issued {
-            session: SecretString::from(cookie),
-            lifetime,
-        })
-    }
-
-    /// One API call with the current session; on 552 one re-login and one retry.
-    async fn query(
-        &self,
-        method: &str,
-        body: impl Fn(&str) -> String,
-    ) -> Result<Element, BackendError> {
-        let session = self.sessions.session(self).await?;
-        let first = self.post(method, body(session.expose_secret())).await?;
-        let err = match first {
-            Ok(root) => return Ok(root),
-            Err(e) if e.is_session_invalid() => e,
-            Err(e) => return Err(self.api_failure(method, e)),
-        };
-        tracing::info!(system = %self.name, method, error = %err, "UCSM session no longer valid; logging in again");
-        let session = self.sessions.renew(self, &session).await?;
-        match self.post(method, body(session.expose_secret())).await? {
-            Ok(root) => Ok(root),
-            Err(e) if e.is_session_invalid() => {
-                Err(self.auth_error(format!("{method} refused right after a new login: {e}")))
-            }
-            Err(e) => Err(self.api_failure(method, e)),
-        }
-    }
-
-    /// POSTs one XML document. The outer `Result` is transport/HTTP/decoding; the inner one is
-    /// the API's own verdict.
-    async fn post(
-        &self,
-        method: &str,
-        body: String,
-    ) -> Result<Result<Element, ApiError>, BackendError> {
-        let request = self
-            .upstream
-            .http()
-            .post(self.url.clone())
-            // What the API guide's examples and ucsmsdk send; UCSM ignores it.
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body);
-        let reply = self.upstream.exchange(method, request).await?;
-        let status = reply.status;
-        let retry_after = super::retry_after(&reply.headers);
-        let bytes = reply.body;
-        if !status.is_success() {
-            return Err(BackendError::Status {
-                system: self.name.clone(),
-                endpoint: self.endpoint_label(method),
-                status: status.as_u16(),
-                retry_after,
-                detail: super::snippet(&bytes),
-            });
-        }
-        let root = xml::parse(&bytes).map_err(|e| {
-            self.protocol(
-                method,
-                format!("{e}; body starts: {}", super::snippet(&bytes)),
-            )
-        })?;
-        if let Some(e) = parse::api_error(&root) {
-            return Ok(Err(e));
-        }
-        if root.name != method {
-            return Err(self.protocol(
-                method,
-                format!("answer root is <{}>, expected <{method}>", root.name),
-            ));
-        }
-        Ok(Ok(root))
     }
 
     async fn resolve_hardware(
@@ -175,32 +81,10 @@ impl Ucsm {
             return Ok(Default::default());
         }
         let root = self
+            .api
             .query("configResolveDns", |cookie| resolve_dns_body(cookie, &dns))
             .await?;
         Ok(parse::objects_by_dn(&root))
-    }
-
-    fn endpoint_label(&self, method: &str) -> String {
-        format!("POST {} {method}", self.url.path())
-    }
-
-    fn protocol(&self, method: &str, detail: String) -> BackendError {
-        BackendError::Protocol {
-            system: self.name.clone(),
-            endpoint: self.endpoint_label(method),
-            detail,
-        }
-    }
-
-    fn api_failure(&self, method: &str, e: ApiError) -> BackendError {
-        self.protocol(method, format!("UCSM API error {e}"))
-    }
-
-    fn auth_error(&self, detail: String) -> BackendError {
-        BackendError::Auth {
-            system: self.name.clone(),
-            detail,
-        }
     }
 }
 
@@ -223,15 +107,16 @@ impl Backend for Ucsm {
             return Ok(Vec::new());
         }
         let root = self
+            .api
             .query("configResolveClass", |cookie| {
-                find_profile_body(cookie, name)
+                find_profile_body(cookie, name, true)
             })
             .await?;
         let returned = parse::profiles(&root);
         // The filter names one profile; thousands are not an answer to it, and each match
         // would cost hardware lookups.
         if returned.len() > self.max_matches {
-            return Err(self.protocol(
+            return Err(self.api.protocol(
                 "configResolveClass",
                 format!(
                     "{} service profiles for a filter on {name:?} (at most {} expected)",
@@ -266,49 +151,7 @@ impl Backend for Ucsm {
     }
 
     async fn logout(&self) {
-        self.upstream.detach_pool();
-        self.sessions.logout(self).await;
-    }
-}
-
-#[async_trait]
-impl SessionProtocol for Ucsm {
-    type Session = SecretString;
-
-    async fn login(&self) -> Result<Issued<SecretString>, BackendError> {
-        let body = format!(
-            r#"<aaaLogin inName="{}" inPassword="{}" />"#,
-            escape_attr(&self.username),
-            escape_attr(self.password.expose_secret())
-        );
-        self.open("aaaLogin", body).await
-    }
-
-    /// `aaaRefresh` replaces the cookie (the old one answers 552 from then on).
-    async fn refresh(
-        &self,
-        cookie: &SecretString,
-    ) -> Option<Result<Issued<SecretString>, BackendError>> {
-        let body = format!(
-            r#"<aaaRefresh inCookie="{}" inName="{}" inPassword="{}" />"#,
-            escape_attr(cookie.expose_secret()),
-            escape_attr(&self.username),
-            escape_attr(self.password.expose_secret())
-        );
-        Some(self.open("aaaRefresh", body).await)
-    }
-
-    async fn logout(&self, cookie: &SecretString) -> Result<(), BackendError> {
-        let body = format!(
-            r#"<aaaLogout inCookie="{}" />"#,
-            escape_attr(cookie.expose_secret())
-        );
-        match self.post("aaaLogout", body).await? {
-            Ok(_) => Ok(()),
-            // 555 = the session was already gone: the goal is reached.
-            Err(e) if e.code == "555" => Ok(()),
-            Err(e) => Err(self.api_failure("aaaLogout", e)),
-        }
+        self.api.logout().await;
     }
 }
 
@@ -326,7 +169,7 @@ fn api_url(endpoint: &Url) -> Url {
 /// An anchored regex matching exactly `name` in any letter case: each letter becomes a
 /// `[Xx]` class (as ucsmsdk's `flag="I"` does) and `.` is escaped. The other characters a
 /// [`ServerName`] may hold (`-`, `_`, `:`, digits) are literal outside brackets.
-fn case_insensitive_regex(name: &ServerName) -> String {
+pub(crate) fn case_insensitive_regex(name: &ServerName) -> String {
     let mut re = String::with_capacity(name.as_str().len() * 4 + 2);
     re.push('^');
     for c in name.as_str().chars() {
@@ -345,16 +188,19 @@ fn case_insensitive_regex(name: &ServerName) -> String {
     re
 }
 
-fn find_profile_body(cookie: &str, name: &ServerName) -> String {
+/// `hierarchical`: with the vNIC and IP children (UCS Manager); UCS Central's profile attributes
+/// (`domain`, `lsDn`) are all its lookup needs.
+pub(crate) fn find_profile_body(cookie: &str, name: &ServerName, hierarchical: bool) -> String {
     format!(
         concat!(
-            r#"<configResolveClass cookie="{}" classId="lsServer" inHierarchical="true">"#,
+            r#"<configResolveClass cookie="{}" classId="lsServer" inHierarchical="{}">"#,
             r#"<inFilter><and>"#,
             r#"<wcard class="lsServer" property="name" value="{}" />"#,
             r#"<eq class="lsServer" property="type" value="instance" />"#,
             r#"</and></inFilter></configResolveClass>"#
         ),
         escape_attr(cookie),
+        hierarchical,
         escape_attr(&case_insensitive_regex(name))
     )
 }
@@ -390,7 +236,7 @@ mod tests {
 
     #[test]
     fn request_bodies_parse_and_carry_the_values() {
-        let body = find_profile_body("1/a&b", &name("web.01"));
+        let body = find_profile_body("1/a&b", &name("web.01"), true);
         let root = xml::parse(body.as_bytes()).unwrap();
         assert_eq!(root.name, "configResolveClass");
         assert_eq!(root.attr("cookie"), Some("1/a&b"));

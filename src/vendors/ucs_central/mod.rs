@@ -1,0 +1,320 @@
+//! Cisco UCS Central: one login in front of many UCS Manager domains (see
+//! `vendor-notes/central-intersight-redfish-limits.md`). Central speaks the UCS XML API on
+//! `POST /xmlIM/central-mgr`; its `lsServer` carries the domain that holds the profile
+//! (`domain`, the UCS Manager's address) and the profile's DN there (`lsDn`).
+//!
+//! A cold lookup, sessions open, costs three dependent calls:
+//! 1. Central: `configResolveClass lsServer`, filtered on the server side on the name (the
+//!    same anchored case-insensitive regex as UCS Manager) and `type = instance`, flat.
+//! 2. + 3. The profile's domain, with the `ucsm` backend's own two-call lookup.
+//!
+//! The registered domains (`computeSystem`) are listed once and again only when a profile names
+//! an address the list lacks (at most every [`RELIST_AFTER`]): the gateway sends the fleet-wide
+//! UCS Manager login only to domains Central itself lists. Each domain has its own session,
+//! throttle, breaker and metrics label (`<central>/<address>`), so a dead domain fails its own
+//! lookups and never the Central's breaker.
+
+mod domains;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use secrecy::SecretString;
+use tokio::time::Instant;
+use url::Url;
+
+use super::ucsm::{find_profile_body, parse, XmlApi, PROFILE_NAME_LEN};
+use super::upstream::Upstream;
+use super::{Backend, BackendEnv, BackendError};
+use crate::config::SystemConfig;
+use crate::domain::{ServerName, ServerRecord, SystemKind};
+use domains::Domains;
+pub use domains::MemberStatus;
+
+/// An unknown domain address makes the next lookup list the domains again, at most this often.
+const RELIST_AFTER: Duration = Duration::from_secs(30);
+
+pub struct UcsCentral {
+    name: String,
+    endpoint: Url,
+    central: XmlApi,
+    domains: Domains,
+    registry: tokio::sync::Mutex<Registry>,
+    max_matches: usize,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// By lower-cased address.
+    by_address: HashMap<String, Registered>,
+    listed_at: Option<Instant>,
+}
+
+/// A UCS Manager domain as UCS Central lists it (`computeSystem`).
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub address: String,
+    pub name: String,
+}
+
+/// The attributes of a Central `lsServer` the lookup needs.
+#[derive(Debug)]
+struct CentralProfile {
+    dn: String,
+    name: String,
+    domain: String,
+    ls_dn: String,
+}
+
+impl UcsCentral {
+    pub fn new(
+        sys: &SystemConfig,
+        upstream: Upstream,
+        password: SecretString,
+        env: BackendEnv,
+    ) -> Result<Self, BackendError> {
+        Ok(Self {
+            name: sys.name.clone(),
+            endpoint: sys.endpoint.clone(),
+            central: XmlApi::new(
+                &sys.name,
+                api_url(&sys.endpoint),
+                upstream,
+                &sys.username,
+                password,
+                sys.login_backoff,
+            ),
+            domains: Domains::new(sys, env)?,
+            registry: tokio::sync::Mutex::new(Registry::default()),
+            max_matches: (sys.page_size as usize).saturating_mul(sys.max_pages as usize),
+        })
+    }
+
+    /// The registered domain at `address`, listing the domains again when it is unknown.
+    async fn registered(&self, address: &str) -> Result<Option<Registered>, BackendError> {
+        let key = address.to_ascii_lowercase();
+        let mut registry = self.registry.lock().await;
+        if let Some(r) = registry.by_address.get(&key) {
+            return Ok(Some(r.clone()));
+        }
+        if registry
+            .listed_at
+            .is_some_and(|at| at.elapsed() < RELIST_AFTER)
+        {
+            return Ok(None);
+        }
+        let root = self
+            .central
+            .query("configResolveClass", |cookie| {
+                format!(
+                    r#"<configResolveClass cookie="{}" classId="computeSystem" inHierarchical="false"/>"#,
+                    super::ucsm::xml::escape_attr(cookie)
+                )
+            })
+            .await?;
+        registry.by_address = parse::out_configs(&root)
+            .filter(|e| e.name == "computeSystem")
+            .filter_map(|e| {
+                let address = e.attr("address").filter(|a| !a.is_empty())?;
+                Some((
+                    address.to_ascii_lowercase(),
+                    Registered {
+                        address: address.to_owned(),
+                        name: e.attr("name").unwrap_or_default().to_owned(),
+                    },
+                ))
+            })
+            .collect();
+        registry.listed_at = Some(Instant::now());
+        tracing::debug!(system = %self.name, domains = registry.by_address.len(), "UCS Central domains listed");
+        self.domains
+            .discovered(registry.by_address.values().cloned().collect());
+        Ok(registry.by_address.get(&key).cloned())
+    }
+
+    /// The profile's records from the domain that holds it.
+    async fn from_domain(
+        &self,
+        profile: &CentralProfile,
+        name: &ServerName,
+    ) -> Result<Vec<ServerRecord>, BackendError> {
+        if profile.domain.is_empty() {
+            // A global service profile not deployed to any domain: it exists, without hardware.
+            return Err(BackendError::Unassigned {
+                system: self.name.clone(),
+                profile: profile.dn.clone(),
+            });
+        }
+        let failed = |source: BackendError| BackendError::Domain {
+            system: self.name.clone(),
+            domain: profile.domain.clone(),
+            profile: profile.dn.clone(),
+            source: Box::new(source),
+        };
+        let Some(registered) = self.registered(&profile.domain).await? else {
+            return Err(failed(BackendError::Inconsistent {
+                system: self.name.clone(),
+                detail: format!(
+                    "the profile names UCS domain {:?}, which UCS Central does not list among its registered domains",
+                    profile.domain
+                ),
+            }));
+        };
+        let domain = self.domains.client(&registered).map_err(failed)?;
+        let records = match domain.find(name).await {
+            Ok(records) => records,
+            // The domain answered: the profile is there without hardware.
+            Err(BackendError::Unassigned { profile: dn, .. }) => {
+                return Err(BackendError::Unassigned {
+                    system: self.name.clone(),
+                    profile: format!("{}/{dn}", registered.address),
+                })
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        // Central names the profile's DN in the domain; a same-named profile in another org
+        // of that domain is not the one Central means.
+        let wanted: Vec<ServerRecord> = if profile.ls_dn.is_empty() {
+            records
+        } else {
+            records
+                .into_iter()
+                .filter(|r| r.system_id == profile.ls_dn)
+                .collect()
+        };
+        if wanted.is_empty() {
+            return Err(failed(BackendError::Inconsistent {
+                system: domain.label().to_owned(),
+                detail: format!(
+                    "UCS Central places service profile {} here, but the domain holds no associated profile {:?}",
+                    if profile.ls_dn.is_empty() { &profile.dn } else { &profile.ls_dn },
+                    profile.name
+                ),
+            }));
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|mut r| {
+                r.system = SystemKind::UcsCentral;
+                r.system_name = self.name.clone();
+                r.system_id = format!("{}/{}", registered.address, r.system_id);
+                r
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Backend for UcsCentral {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> SystemKind {
+        SystemKind::UcsCentral
+    }
+
+    fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
+        if !PROFILE_NAME_LEN.contains(&name.as_str().len()) {
+            return Ok(Vec::new());
+        }
+        let root = self
+            .central
+            .query("configResolveClass", |cookie| {
+                find_profile_body(cookie, name, false)
+            })
+            .await?;
+        let returned: Vec<CentralProfile> = parse::out_configs(&root)
+            .filter(|e| e.name == "lsServer")
+            .filter(|e| e.attr("type").unwrap_or("instance") == "instance")
+            .filter_map(|e| {
+                Some(CentralProfile {
+                    dn: e.attr("dn")?.to_owned(),
+                    name: e.attr("name")?.to_owned(),
+                    domain: e.attr("domain").unwrap_or_default().trim().to_owned(),
+                    ls_dn: e.attr("lsDn").unwrap_or_default().to_owned(),
+                })
+            })
+            .collect();
+        if returned.len() > self.max_matches {
+            return Err(self.central.protocol(
+                "configResolveClass",
+                format!(
+                    "{} service profiles for a filter on {name:?} (at most {} expected)",
+                    returned.len(),
+                    self.max_matches
+                ),
+            ));
+        }
+        let profiles: Vec<&CentralProfile> =
+            returned.iter().filter(|p| name.matches(&p.name)).collect();
+        let answers = join_all(profiles.iter().map(|p| self.from_domain(p, name))).await;
+        let mut found = Vec::new();
+        let mut unassigned = None;
+        for answer in answers {
+            match answer {
+                Ok(records) => found.extend(records),
+                Err(e @ BackendError::Unassigned { .. }) => unassigned = unassigned.or(Some(e)),
+                // One profile of that name could not be read: answering with the others would
+                // claim a single match that may not be one.
+                Err(e) => return Err(e),
+            }
+        }
+        match (found.is_empty(), unassigned) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(found),
+        }
+    }
+
+    fn members(&self) -> Vec<MemberStatus> {
+        self.domains.statuses()
+    }
+
+    async fn logout(&self) {
+        join_all(
+            self.domains
+                .open()
+                .iter()
+                .map(|d| async move { d.logout().await }),
+        )
+        .await;
+        self.central.logout().await;
+    }
+}
+
+/// `https://central.example/` → `https://central.example/xmlIM/central-mgr` (a path in the
+/// endpoint is kept), where ucscsdk posts.
+fn api_url(endpoint: &Url) -> Url {
+    let mut url = endpoint.clone();
+    let path = url.path().trim_end_matches('/');
+    if !path.ends_with("/xmlIM/central-mgr") {
+        let joined = format!("{path}/xmlIM/central-mgr");
+        url.set_path(&joined);
+    }
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_url_appends_the_central_manager_path_once() {
+        for (base, want) in [
+            ("https://c.example", "https://c.example/xmlIM/central-mgr"),
+            ("https://c.example/", "https://c.example/xmlIM/central-mgr"),
+            (
+                "https://c.example/xmlIM/central-mgr",
+                "https://c.example/xmlIM/central-mgr",
+            ),
+        ] {
+            assert_eq!(api_url(&Url::parse(base).unwrap()).as_str(), want);
+        }
+    }
+}
