@@ -663,16 +663,15 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
         key,
         reason: reason.to_owned(),
     };
-    let one_password = |k: String, p: &Option<SecretString>, f: &Option<PathBuf>, required| {
-        match (p, f) {
+    let one_password =
+        |k: String, p: &Option<SecretString>, f: &Option<PathBuf>, required| match (p, f) {
             (Some(_), Some(_)) => Err(invalid(k, "give `password` or `password_file`, not both")),
             (None, None) if required => Err(invalid(
                 k,
                 "either `password` or `password_file` is required",
             )),
             _ => Ok(()),
-        }
-    };
+        };
     let ca_exists = |k: String, ca: &Option<PathBuf>| match ca {
         Some(ca) if !ca.is_file() => Err(invalid(k, "file does not exist")),
         _ => Ok(()),
@@ -695,7 +694,12 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
     if ucsm.username.is_empty() {
         return Err(invalid(key("ucsm.username"), "must not be empty"));
     }
-    one_password(key("ucsm.password"), &ucsm.password, &ucsm.password_file, true)?;
+    one_password(
+        key("ucsm.password"),
+        &ucsm.password,
+        &ucsm.password_file,
+        true,
+    )?;
     if !matches!(ucsm.scheme.as_str(), "http" | "https") {
         return Err(invalid(key("ucsm.scheme"), "must be http or https"));
     }
@@ -708,7 +712,10 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
         }
         if let Some(e) = &d.endpoint {
             if !matches!(e.scheme(), "http" | "https") || e.host_str().is_none() {
-                return Err(invalid(dkey("endpoint"), "must be an http(s) URL with a host"));
+                return Err(invalid(
+                    dkey("endpoint"),
+                    "must be an http(s) URL with a host",
+                ));
             }
         }
         if d.username.as_deref() == Some("") {

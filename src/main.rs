@@ -99,6 +99,10 @@ struct SimArgs {
     /// 127.0.1.1, 127.0.1.2, … on one free port they share.
     #[arg(long, default_value_t = 9004)]
     ucs_central_port: u16,
+    /// Address of the UCS Central simulator, when not the others' (Cisco's ucscsdk connects
+    /// to port 443 only: e.g. `--ucs-central-bind 127.0.0.2 --ucs-central-port 443`).
+    #[arg(long)]
+    ucs_central_bind: Option<std::net::IpAddr>,
     /// Serve HTTPS with a generated CA (its PEM is at /_sim/ca.pem).
     #[arg(long)]
     tls: bool,
@@ -121,13 +125,17 @@ impl SimArgs {
             servers: self.servers,
             inventory: self.inventory.clone(),
         })?;
+        let central = [(SystemKind::UcsCentral, self.ucs_central_port)];
         let ports = [
             (SystemKind::Oneview, self.oneview_port),
             (SystemKind::Ucsm, self.ucsm_port),
-            (SystemKind::UcsCentral, self.ucs_central_port),
             (SystemKind::Ome, self.ome_port),
         ];
-        Ok(demo::start_sims_on(&fleets, &ports, self.tls, bind)?)
+        let mut sims = demo::start_sims_on(&fleets, &ports, self.tls, bind)?;
+        let central_bind = self.ucs_central_bind.unwrap_or(bind);
+        let central = demo::start_sims_on(&fleets, &central, self.tls, central_bind)?;
+        sims.splice(2..2, central);
+        Ok(sims)
     }
 }
 

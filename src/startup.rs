@@ -51,11 +51,7 @@ impl Application {
         // One metrics value observes the lookups, the vendor exchanges and the breakers.
         let metrics = Arc::new(crate::metrics::Metrics::new(events)?);
         let authenticator = crate::http::auth::Authenticator::from_config(&config.auth)?;
-        let backends = build_backends(
-            config,
-            metrics.clone(),
-            Some(metrics.breaker_observer()),
-        )?;
+        let backends = build_backends(config, metrics.clone(), Some(metrics.breaker_observer()))?;
         let systems = backends
             .into_iter()
             .zip(&config.systems)

@@ -13,7 +13,12 @@ use inventory_gateway::config::Config;
 use inventory_gateway::domain::{ServerName, SystemKind};
 use inventory_gateway::vendors::{build_backend, Backend, BackendError};
 
-const KINDS: [SystemKind; 3] = [SystemKind::Oneview, SystemKind::Ome, SystemKind::Ucsm];
+const KINDS: [SystemKind; 4] = [
+    SystemKind::Oneview,
+    SystemKind::Ome,
+    SystemKind::Ucsm,
+    SystemKind::UcsCentral,
+];
 /// The default `max_response_bytes`.
 const CAP: u64 = 8 * 1024 * 1024;
 /// Per-request timeout of the backends under test; every case must end well within a few.
@@ -26,6 +31,12 @@ fn backend(kind: SystemKind, url: &str) -> std::sync::Arc<dyn Backend> {
         kind.as_str(),
         TIMEOUT.as_secs()
     );
+    // The hostile appliance is the Central itself: its domains are never reached.
+    let toml = if kind == SystemKind::UcsCentral {
+        format!("{toml}[systems.ucsm]\nusername = \"admin\"\npassword = \"pw\"\n")
+    } else {
+        toml
+    };
     let config = Config::from_toml_str(&toml).expect("valid config");
     build_backend(&config.systems[0]).expect("backend builds")
 }

@@ -14,7 +14,7 @@ use inventory_gateway::sim::{fleet, SimHandle};
 use serde_json::Value;
 
 const TOKEN: &str = "binary-test-token-0123456789abcdef";
-const KINDS: [SystemKind; 3] = demo::KINDS;
+const KINDS: [SystemKind; 4] = demo::KINDS;
 
 struct Gateway {
     child: Child,

@@ -17,7 +17,7 @@ const KINDS: [SystemKind; 3] = [SystemKind::Oneview, SystemKind::Ucsm, SystemKin
 fn login_key(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "POST /rest/login-sessions",
-        SystemKind::Ucsm => "aaaLogin",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "aaaLogin",
         SystemKind::Ome => "POST /api/SessionService/Sessions",
     }
 }

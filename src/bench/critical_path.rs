@@ -27,8 +27,16 @@ use crate::sim::SimShared;
 #[derive(Clone)]
 pub struct Watched {
     pub kind: SystemKind,
-    pub sim: Arc<SimShared>,
+    /// The system's simulator and those it fronts (UCS Central's domains): one lookup's rounds
+    /// run through all of them.
+    pub sims: Vec<Arc<SimShared>>,
     pub latency: Duration,
+}
+
+impl Watched {
+    fn calls(&self) -> u64 {
+        self.sims.iter().map(|s| total_calls(s)).sum()
+    }
 }
 
 /// What one system did during one lookup.
@@ -73,11 +81,11 @@ pub async fn probed_get(
     path: &str,
     watched: &[Watched],
 ) -> Result<Probe, BenchError> {
-    let mut last: Vec<u64> = watched.iter().map(|w| total_calls(&w.sim)).collect();
+    let mut last: Vec<u64> = watched.iter().map(|w| w.calls()).collect();
     let mut arrivals: Vec<Vec<(Duration, u64)>> = vec![Vec::new(); watched.len()];
     let sample = |at: Duration, last: &mut Vec<u64>, arrivals: &mut Vec<Vec<(Duration, u64)>>| {
         for (i, w) in watched.iter().enumerate() {
-            let now = total_calls(&w.sim);
+            let now = w.calls();
             if now > last[i] {
                 arrivals[i].push((at, now - last[i]));
                 last[i] = now;

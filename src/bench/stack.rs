@@ -35,7 +35,8 @@ pub fn vendor_param(kind: SystemKind) -> &'static str {
 /// The simulators' shared state and fleets: everything the client side needs (Send + Sync).
 #[derive(Clone)]
 pub struct Upstreams {
-    sims: Vec<(SystemKind, Arc<SimShared>)>,
+    /// Each kind's simulator, then the systems it fronts (UCS Central's domains).
+    sims: Vec<(SystemKind, Vec<Arc<SimShared>>)>,
     addrs: Vec<(SystemKind, SocketAddr)>,
     names: HashMap<SystemKind, Vec<String>>,
 }
@@ -45,7 +46,7 @@ impl Upstreams {
         self.sims
             .iter()
             .find(|(k, _)| *k == kind)
-            .map(|(_, s)| s.clone())
+            .and_then(|(_, s)| s.first().cloned())
     }
 
     /// Server names of `kind`'s fleet, in fleet order.
@@ -57,18 +58,21 @@ impl Upstreams {
         self.addrs.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a)
     }
 
-    /// `kind`'s simulator answers each call `latency_ms` late (0 = no fault).
+    /// `kind`'s simulator (and the systems it fronts) answers each call `latency_ms` late
+    /// (0 = no fault).
     pub fn set_latency(&self, kind: SystemKind, latency_ms: u64) {
-        if let Some(s) = self.shared(kind) {
-            s.set_faults(Faults {
-                latency_ms,
-                ..Faults::default()
-            });
+        for (_, sims) in self.sims.iter().filter(|(k, _)| *k == kind) {
+            for s in sims {
+                s.set_faults(Faults {
+                    latency_ms,
+                    ..Faults::default()
+                });
+            }
         }
     }
 
     pub fn clear_faults(&self) {
-        for (_, s) in &self.sims {
+        for s in self.sims.iter().flat_map(|(_, s)| s) {
             s.set_faults(Faults::default());
         }
     }
@@ -77,9 +81,9 @@ impl Upstreams {
     pub fn watched(&self, latency_ms: impl Fn(SystemKind) -> u64) -> Vec<Watched> {
         self.sims
             .iter()
-            .map(|(kind, sim)| Watched {
+            .map(|(kind, sims)| Watched {
                 kind: *kind,
-                sim: sim.clone(),
+                sims: sims.clone(),
                 latency: Duration::from_millis(latency_ms(*kind)),
             })
             .collect()
@@ -107,7 +111,16 @@ impl Sims {
                 .map_err(|e| BenchError::Setup(format!("{kind} simulator: {e}")))?;
             handles.push(handle);
         }
-        let sims = handles.iter().map(|h| (h.kind, h.shared.clone())).collect();
+        let sims = handles
+            .iter()
+            .map(|h| {
+                let fronted = h.members.iter().map(|m| m.shared.clone());
+                (
+                    h.kind,
+                    std::iter::once(h.shared.clone()).chain(fronted).collect(),
+                )
+            })
+            .collect();
         let addrs = handles.iter().map(|h| (h.kind, h.addr)).collect();
         Ok(Self {
             handles,
@@ -316,6 +329,14 @@ fn config_toml(spec: &GatewaySpec<'_>, sims: &Sims, port: u16, tokens: &Path) ->
             kind = s.kind,
             url = s.base_url.as_str().trim_end_matches('/'),
         );
+        if let Some(domain) = s.members.first() {
+            let _ = write!(
+                out,
+                "[systems.ucsm]\nusername = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\n\
+                 scheme = \"http\"\nport = {}\n",
+                domain.addr.port()
+            );
+        }
     }
     out
 }

@@ -46,8 +46,7 @@ fn build() -> Result<SimTls, String> {
         "::1".to_owned(),
     ];
     names.extend((1..=ucs_central_max_domains()).map(|k| format!("127.0.1.{k}")));
-    let mut leaf_params = CertificateParams::new(names)
-    .map_err(|x| e("leaf", &x))?;
+    let mut leaf_params = CertificateParams::new(names).map_err(|x| e("leaf", &x))?;
     leaf_params
         .distinguished_name
         .push(DnType::CommonName, "localhost");

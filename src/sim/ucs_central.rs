@@ -43,13 +43,7 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
     let mut members = Vec::with_capacity(count);
     let mut domains = Vec::with_capacity(count);
     for (k, listener) in listeners.into_iter().enumerate() {
-        let fleet: Vec<_> = opts
-            .fleet
-            .iter()
-            .skip(k)
-            .step_by(count)
-            .cloned()
-            .collect();
+        let fleet: Vec<_> = opts.fleet.iter().skip(k).step_by(count).cloned().collect();
         let model = Model::build(&fleet);
         let profiles = model.instance_profiles();
         let domain_opts = SimOptions {

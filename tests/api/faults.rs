@@ -11,7 +11,7 @@ use crate::helpers::{login_key, spawn_stack, vendor_param, StackOptions, TestSta
 fn query_key(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "GET /rest/server-profiles",
-        SystemKind::Ucsm => "configResolveClass",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "configResolveClass",
         SystemKind::Ome => "GET /api/ProfileService/Profiles",
     }
 }

@@ -228,7 +228,7 @@ pub fn bearer_client(token: &str) -> reqwest::Client {
 pub fn login_key(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "POST /rest/login-sessions",
-        SystemKind::Ucsm => "aaaLogin",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "aaaLogin",
         SystemKind::Ome => "POST /api/SessionService/Sessions",
     }
 }
@@ -236,7 +236,7 @@ pub fn login_key(kind: SystemKind) -> &'static str {
 pub fn vendor_param(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "hpe",
-        SystemKind::Ucsm => "cisco",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "cisco",
         SystemKind::Ome => "dell",
     }
 }

@@ -201,9 +201,9 @@ async fn metrics_count_lookups_per_system_by_route_template() {
     );
     assert_eq!(
         value(r#"inventory_gateway_cache_requests_total{outcome="hit"}"#),
-        3.0
+        KINDS.len() as f64
     );
-    for system in ["oneview-sim", "ucsm-sim", "ome-sim"] {
+    for system in ["oneview-sim", "ucsm-sim", "ucs-central-sim", "ome-sim"] {
         assert_eq!(
             value(&format!(
                 r#"inventory_gateway_circuit_breaker_state{{state="closed",system="{system}"}}"#
@@ -223,6 +223,11 @@ async fn metrics_count_lookups_per_system_by_route_template() {
             "{system} upstream latency"
         );
     }
+    // UCS Central's domains: a breaker and upstream series of their own.
+    assert!(text.contains(
+        r#"inventory_gateway_circuit_breaker_state{state="closed",system="ucs-central-sim/127.0.1."#
+    ));
+    assert!(text.contains(r#"operation="login",outcome="ok",system="ucs-central-sim/127.0.1."#));
     // Raw paths never become label values.
     assert!(!text.contains("no-such-server-xyz"));
     assert!(!text.contains("/no/such/route"));

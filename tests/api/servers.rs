@@ -192,7 +192,10 @@ async fn an_unknown_name_is_404_listing_the_systems_searched() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(searched, ["oneview-sim", "ucsm-sim", "ome-sim"]);
+    assert_eq!(
+        searched,
+        ["oneview-sim", "ucsm-sim", "ucs-central-sim", "ome-sim"]
+    );
     assert_eq!(body["instance"], json!("/servers/no-such-server"));
     stack.stop().await;
 }
@@ -429,7 +432,7 @@ async fn several_ucs_domains_are_searched_and_named_apart() {
     assert_eq!(systems, ["ucsm-sim", "ucs-pod-b"]);
     assert_eq!(
         body["searched"],
-        json!(["ucsm-sim", "ucs-pod-b"]),
+        json!(["ucsm-sim", "ucs-central-sim", "ucs-pod-b"]),
         "only the Cisco systems are asked with ?vendor=cisco"
     );
     stack.stop().await;

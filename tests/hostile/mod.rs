@@ -75,7 +75,7 @@ pub fn query_key(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "GET /rest/server-profiles",
         SystemKind::Ome => "GET /api/ProfileService/Profiles",
-        SystemKind::Ucsm => "configResolveClass",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "configResolveClass",
     }
 }
 
@@ -177,7 +177,7 @@ async fn serve(
 
 fn endpoint(kind: SystemKind, req: &Request) -> String {
     match kind {
-        SystemKind::Ucsm => {
+        SystemKind::Ucsm | SystemKind::UcsCentral => {
             let name = req
                 .body
                 .trim_start()
@@ -204,7 +204,7 @@ fn login_answer(kind: SystemKind, key: &str) -> Option<(Vec<String>, String)> {
             vec!["X-Auth-Token: hostile-token".into()],
             r#"{"Id":"1","UserName":"admin"}"#.into(),
         )),
-        (SystemKind::Ucsm, "aaaLogin") => Some((
+        (SystemKind::Ucsm | SystemKind::UcsCentral, "aaaLogin") => Some((
             vec![],
             concat!(
                 r#"<aaaLogin cookie="" response="yes" outCookie="1/hostile" outRefreshPeriod="600" "#,
@@ -216,7 +216,7 @@ fn login_answer(kind: SystemKind, key: &str) -> Option<(Vec<String>, String)> {
         (SystemKind::Ome, "GET /api/DeviceService/Devices") => {
             Some((vec![], r#"{"@odata.count":0,"value":[]}"#.into()))
         }
-        (SystemKind::Ucsm, "aaaLogout") => Some((
+        (SystemKind::Ucsm | SystemKind::UcsCentral, "aaaLogout") => Some((
             vec![],
             r#"<aaaLogout cookie="" response="yes" outStatus="success"> </aaaLogout>"#.into(),
         )),
@@ -247,7 +247,7 @@ fn empty_answer(kind: SystemKind) -> (&'static str, &'static str, u8) {
         SystemKind::Oneview => (r#"{"members":[],"nextPageUri":null,"pad":""#, r#""}"#, b'x'),
         SystemKind::Ome => (r#"{"@odata.count":0,"value":[],"pad":""#, r#""}"#, b'x'),
         // Whitespace between elements is skipped by the parser.
-        SystemKind::Ucsm => (
+        SystemKind::Ucsm | SystemKind::UcsCentral => (
             r#"<configResolveClass cookie="" response="yes" classId="lsServer"><outConfigs>"#,
             r#"</outConfigs></configResolveClass>"#,
             b' ',
@@ -261,7 +261,7 @@ fn item(kind: SystemKind, i: usize) -> String {
             r#"{{"name":"p-{i}","uri":"/rest/server-profiles/{i}","serverHardwareUri":null}}"#
         ),
         SystemKind::Ome => format!(r#"{{"Id":{i},"ProfileName":"p-{i}","TargetId":0}}"#),
-        SystemKind::Ucsm => {
+        SystemKind::Ucsm | SystemKind::UcsCentral => {
             format!(r#"<lsServer dn="org-root/ls-p-{i}" name="p-{i}" type="instance" pnDn="" />"#)
         }
     }
@@ -276,7 +276,7 @@ async fn attack_answer(
 ) -> std::io::Result<()> {
     let (open, close, pad) = empty_answer(kind);
     let content_type = match kind {
-        SystemKind::Ucsm => "text/xml",
+        SystemKind::Ucsm | SystemKind::UcsCentral => "text/xml",
         _ => "application/json",
     };
     match attack {
@@ -322,7 +322,7 @@ async fn attack_answer(
         }
         Attack::Deep(depth) => {
             let body = match kind {
-                SystemKind::Ucsm => format!(
+                SystemKind::Ucsm | SystemKind::UcsCentral => format!(
                     "<configResolveClass response=\"yes\">{}{}</configResolveClass>",
                     "<outConfigs>".repeat(depth),
                     "</outConfigs>".repeat(depth)
@@ -352,7 +352,7 @@ async fn attack_answer(
                     let items: Vec<String> = (0..top).map(|i| item(kind, i)).collect();
                     format!(r#"{{"value":[{}]}}"#, items.join(","))
                 }
-                SystemKind::Ucsm => unreachable!("UCSM does not page"),
+                SystemKind::Ucsm | SystemKind::UcsCentral => unreachable!("UCSM does not page"),
             };
             respond_counted(conn, content_type, body.as_bytes(), seen).await
         }
@@ -366,7 +366,9 @@ async fn attack_answer(
                 SystemKind::Ome => {
                     format!(r#"{{"@odata.count":{n},"value":[{}]}}"#, items.join(","))
                 }
-                SystemKind::Ucsm => format!("{open}{}{close}", items.join("")),
+                SystemKind::Ucsm | SystemKind::UcsCentral => {
+                    format!("{open}{}{close}", items.join(""))
+                }
             };
             respond_counted(conn, content_type, body.as_bytes(), seen).await
         }

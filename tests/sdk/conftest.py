@@ -1,6 +1,7 @@
 """Shared fixture for the vendor-SDK conformance tests.
 
-Starts the real binary in demo mode (the three simulators over HTTPS plus the gateway), and
+Starts the real binary in demo mode (the simulators over HTTPS plus the gateway; UCS Central on
+127.0.0.2:443, the only port Cisco's ucscsdk connects to), and
 hands the tests the URLs, the simulators' CA and the credentials. The official vendor SDKs are
 then pointed at the simulators, and their answers compared with the gateway's.
 """
@@ -22,6 +23,8 @@ USERNAME = "admin"
 PASSWORD = "sim-password"
 # The demo gateway requires a bearer token; this one is handed to it with --token.
 TOKEN = "sdk-tests-token-0123456789abcdef"
+# ucscsdk refuses any port but 443, so UCS Central gets a loopback address of its own.
+CENTRAL_HOST = "127.0.0.2"
 
 
 def _free_port() -> int:
@@ -50,11 +53,12 @@ def _get(url: str, ctx=None, timeout=2.0, token=None):
 
 
 class Stack:
-    def __init__(self, gateway, oneview, ucsm, ome, ca_file):
+    def __init__(self, gateway, oneview, ucsm, ome, ucs_central, ca_file):
         self.gateway = gateway
         self.oneview = oneview
         self.ucsm = ucsm
         self.ome = ome
+        self.ucs_central = ucs_central
         self.ca_file = ca_file
         self.username = USERNAME
         self.password = PASSWORD
@@ -81,6 +85,7 @@ def stack():
         "--oneview-port", str(ports["oneview"]),
         "--ucsm-port", str(ports["ucsm"]),
         "--ome-port", str(ports["ome"]),
+        "--ucs-central-bind", CENTRAL_HOST, "--ucs-central-port", "443",
     ]
     log = tempfile.NamedTemporaryFile(prefix="igw-demo-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -106,7 +111,10 @@ def stack():
             time.sleep(0.1)
     ca_file = Path(tempfile.mkdtemp(prefix="igw-sdk-")) / "sim-ca.pem"
     ca_file.write_bytes(ca_pem)
-    yield Stack(gateway, urls["oneview"], urls["ucsm"], urls["ome"], str(ca_file))
+    yield Stack(
+        gateway, urls["oneview"], urls["ucsm"], urls["ome"], f"https://{CENTRAL_HOST}:443",
+        str(ca_file),
+    )
     proc.terminate()
     try:
         proc.wait(timeout=15)

@@ -197,6 +197,15 @@ fn cisco_ipv6_profile_rule_plain_metal3() {
     assert_eq!(r.selection.rule.as_deref(), Some("UCS-*-db?"));
     assert_eq!(r.bmc_address, "ipmi://[fd00:10::20]:623");
     golden("cisco-ipv6-rule-plain", &r);
+    // Found through UCS Central instead: the same Cisco host, the same objects.
+    let central = ServerRecord {
+        system: SystemKind::UcsCentral,
+        system_name: "ucs-central-1".into(),
+        system_id: "10.20.0.10/org-root/ls-ucs-a-db1".into(),
+        ..rec
+    };
+    let via_central = render(&req, &central, &creds(), &rules, &opts).unwrap();
+    assert_eq!(to_yaml(&via_central), to_yaml(&r));
 }
 
 #[test]

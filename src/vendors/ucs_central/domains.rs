@@ -169,17 +169,27 @@ impl Domains {
     /// Central: only an IP or a DNS name is accepted, so it can never smuggle a path, a user
     /// or another port into the URL the domain login is sent to.
     fn endpoint(&self, address: &str) -> Result<Url, String> {
-        if let Some(url) = self.override_for(address).and_then(|(o, _)| o.endpoint.clone()) {
+        if let Some(url) = self
+            .override_for(address)
+            .and_then(|(o, _)| o.endpoint.clone())
+        {
             return Ok(url);
         }
         let host = match address.parse::<IpAddr>() {
             Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
             Ok(IpAddr::V4(ip)) => ip.to_string(),
             Err(_) if is_dns_name(address) => address.to_owned(),
-            Err(_) => return Err(format!("{address:?} is neither an IP address nor a DNS name")),
+            Err(_) => {
+                return Err(format!(
+                    "{address:?} is neither an IP address nor a DNS name"
+                ))
+            }
         };
-        Url::parse(&format!("{}://{host}:{}/", self.login.scheme, self.login.port))
-            .map_err(|e| format!("no URL for domain address {address:?}: {e}"))
+        Url::parse(&format!(
+            "{}://{host}:{}/",
+            self.login.scheme, self.login.port
+        ))
+        .map_err(|e| format!("no URL for domain address {address:?}: {e}"))
     }
 
     fn config_error(&self, registered: &Registered, detail: String) -> BackendError {

@@ -123,9 +123,8 @@ impl XmlApi {
                 detail: snippet(&bytes),
             });
         }
-        let root = xml::parse(&bytes).map_err(|e| {
-            self.protocol(method, format!("{e}; body starts: {}", snippet(&bytes)))
-        })?;
+        let root = xml::parse(&bytes)
+            .map_err(|e| self.protocol(method, format!("{e}; body starts: {}", snippet(&bytes))))?;
         if let Some(e) = parse::api_error(&root) {
             return Ok(Err(e));
         }
