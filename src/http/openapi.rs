@@ -16,6 +16,7 @@ use crate::domain::{Bmc, Nic, ServerRecord, SystemKind, Vendor};
 /// A real record per vendor, as the gateway answered it (see the module comment).
 pub const EXAMPLE_HPE: &str = include_str!("../../openapi/examples/hpe.json");
 pub const EXAMPLE_CISCO: &str = include_str!("../../openapi/examples/cisco.json");
+pub const EXAMPLE_CISCO_CENTRAL: &str = include_str!("../../openapi/examples/cisco-central.json");
 pub const EXAMPLE_DELL: &str = include_str!("../../openapi/examples/dell.json");
 
 /// The three examples, parsed; an unparsable file shows up as `null` in the spec and fails the
@@ -298,6 +299,7 @@ mod tests {
         for (text, vendor) in [
             (EXAMPLE_HPE, Vendor::Hpe),
             (EXAMPLE_CISCO, Vendor::Cisco),
+            (EXAMPLE_CISCO_CENTRAL, Vendor::Cisco),
             (EXAMPLE_DELL, Vendor::Dell),
         ] {
             let record: ServerRecord = serde_json::from_str(text).unwrap();

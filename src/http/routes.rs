@@ -48,6 +48,7 @@ struct ServerQuery {
             examples(
                 ("hpe" = (summary = "HPE OneView", value = json!(super::openapi::example(super::openapi::EXAMPLE_HPE)))),
                 ("cisco" = (summary = "Cisco UCS Manager", value = json!(super::openapi::example(super::openapi::EXAMPLE_CISCO)))),
+                ("cisco-central" = (summary = "Cisco UCS Manager domain behind UCS Central", value = json!(super::openapi::example(super::openapi::EXAMPLE_CISCO_CENTRAL)))),
                 ("dell" = (summary = "Dell OpenManage Enterprise", value = json!(super::openapi::example(super::openapi::EXAMPLE_DELL)))),
             )),
         (status = 400, description = "Invalid name, vendor or query parameter (unknown parameters are ignored)", body = Problem, content_type = "application/problem+json"),

@@ -130,6 +130,7 @@ async fn the_served_spec_is_the_committed_one_and_its_examples_are_real() {
     for text in [
         openapi::EXAMPLE_HPE,
         openapi::EXAMPLE_CISCO,
+        openapi::EXAMPLE_CISCO_CENTRAL,
         openapi::EXAMPLE_DELL,
     ] {
         let mut example: Value = serde_json::from_str(text).unwrap();
@@ -156,9 +157,20 @@ async fn the_served_spec_is_the_committed_one_and_its_examples_are_real() {
         k
     };
     let vendors: Value = stack.get("/vendors").await.json().await.unwrap();
+    // The Central (looked up above) is the one system with `domains`.
+    let central = vendors["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "ucs-central")
+        .unwrap();
     assert_eq!(
-        keys(&vendors["systems"][0]),
+        keys(central),
         keys(&schemas["SystemStatusSchema"]["properties"])
+    );
+    assert_eq!(
+        keys(&central["domains"][0]),
+        keys(&schemas["DomainStatusSchema"]["properties"])
     );
     let ready: Value = stack.get("/readyz").await.json().await.unwrap();
     assert_eq!(keys(&ready), keys(&schemas["ReadyResponse"]["properties"]));

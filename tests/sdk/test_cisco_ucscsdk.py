@@ -45,9 +45,9 @@ def _counters(stack):
         return json.loads(r.read())["endpoints"]
 
 
-def _profile(central, name, flag="C"):
+def _profile(central, name, kind="eq", flag="C"):
     sps = central.query_classid(
-        "lsServer", filter_str=f'(name, "{name}", type="eq", flag="{flag}")'
+        "lsServer", filter_str=f'(name, "{name}", type="{kind}", flag="{flag}")'
     )
     instances = [sp for sp in sps if sp.type == "instance"]
     assert len(instances) == 1, [sp.dn for sp in sps]
@@ -89,8 +89,11 @@ def test_profile_by_name_names_its_domain_and_dn_there(central, stack, inventory
 
 
 def test_case_insensitive_filter_finds_the_profile(central, inventory):
+    # flag="I" makes ucscsdk send each letter as a [Xx] class: in a wcard (type="re") filter,
+    # the anchored form the gateway itself sends. (With type="eq" the SDK puts the classes in
+    # an `eq`, which compares literally: not something to build on.)
     name = inventory[1]["name"]
-    sp = _profile(central, name.upper(), flag="I")
+    sp = _profile(central, f"^{name.upper()}$", kind="re", flag="I")
     assert sp.name == name
 
 
