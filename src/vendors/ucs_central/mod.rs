@@ -135,7 +135,7 @@ impl UcsCentral {
     }
 
     /// The profile's records from the domain that holds it.
-    async fn from_domain(
+    async fn ask_domain(
         &self,
         profile: &CentralProfile,
         name: &ServerName,
@@ -254,7 +254,7 @@ impl Backend for UcsCentral {
         }
         let profiles: Vec<&CentralProfile> =
             returned.iter().filter(|p| name.matches(&p.name)).collect();
-        let answers = join_all(profiles.iter().map(|p| self.from_domain(p, name))).await;
+        let answers = join_all(profiles.iter().map(|p| self.ask_domain(p, name))).await;
         let mut found = Vec::new();
         let mut unassigned = None;
         for answer in answers {
