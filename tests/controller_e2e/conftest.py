@@ -163,15 +163,16 @@ def log_tail(proc, lines=40):
 
 
 def demo_gateway(*fleet_args):
-    """Starts the real gateway and the three simulators (plain HTTP, token auth) serving the
+    """Starts the real gateway and the simulators (plain HTTP, token auth) serving the
     fleet `fleet_args` choose (`--servers N --seed S` or `--inventory FILE`); yields its URLs,
     then stops them."""
     procs = Processes()
-    ports = {k: free_port() for k in ("gateway", "oneview", "ucsm", "ome")}
+    ports = {k: free_port() for k in ("gateway", "oneview", "ucsm", "ome", "ucs_central")}
     proc = procs.start([
         binary(), "demo", *fleet_args, "--token", TOKEN,
         "--port", str(ports["gateway"]), "--oneview-port", str(ports["oneview"]),
         "--ucsm-port", str(ports["ucsm"]), "--ome-port", str(ports["ome"]),
+        "--ucs-central-port", str(ports["ucs_central"]),
     ], name="demo")
     url = f"http://127.0.0.1:{ports['gateway']}"
 

@@ -1,7 +1,7 @@
 """Operations checks on the real binary, run by .ci/run.
 
 Starts `inventory-gateway demo` (three simulators and the gateway), then:
-  1. looks a server up on each of the three systems with the demo's printed token and curl lines;
+  1. looks a server up on each of the four systems with the demo's printed token and curl lines;
   2. validates the committed and the served OpenAPI documents (openapi-spec-validator);
   3. scrapes /metrics and checks the scrape with `promtool check metrics`;
   4. opens /swagger-ui/ in headless Chromium (DevTools protocol): every route is listed, and
@@ -61,7 +61,8 @@ def http_get(url, token=None, timeout=10):
 def start_demo(binary, log):
     port = free_port()
     cmd = [binary, "demo", "--port", str(port), "--token", TOKEN,
-           "--oneview-port", "0", "--ucsm-port", "0", "--ome-port", "0"]
+           "--oneview-port", "0", "--ucsm-port", "0", "--ome-port", "0",
+           "--ucs-central-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     gateway, names = None, []
     deadline = time.monotonic() + 120
@@ -76,7 +77,7 @@ def start_demo(binary, log):
             names.append(m.group(3))
         if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
             break
-    assert gateway and len(names) == 3, f"demo banner not understood: {gateway} {names}"
+    assert gateway and len(names) == 4, f"demo banner not understood: {gateway} {names}"
     # Keep draining stdout into the log so the demo never blocks on a full pipe.
     import threading
 
@@ -244,7 +245,7 @@ def main():
     with open(log_path, "w") as log:
         proc, gateway, names = start_demo(binary, log)
         try:
-            step(f"lookups on all three systems via {gateway}: {names}")
+            step(f"lookups on all four systems via {gateway}: {names}")
             for name in names:
                 status, body = http_get(f"{gateway}/servers/{name}", TOKEN)
                 record = json.loads(body)
@@ -261,7 +262,8 @@ def main():
             step("promtool check metrics on a scrape taken after the lookups")
             _, scrape = http_get(f"{gateway}/metrics")
             text = scrape.decode()
-            for system in ("oneview-sim", "ucsm-sim", "ome-sim"):
+            for system in ("oneview-sim", "ucsm-sim", "ucs-central-sim", "ome-sim",
+                           "ucs-central-sim/127.0.1.1"):
                 assert f'system="{system}"' in text, f"no {system} series in the scrape"
             check = subprocess.run(["promtool", "check", "metrics"], input=scrape,
                                    capture_output=True)
