@@ -128,14 +128,17 @@ def check_build(path, out_dir):
         f.write(text)
     config = tomllib.loads(text)
     files = [("auth.tokens_file", config.get("auth", {}).get("tokens_file"))]
-    for i, s in enumerate(config.get("systems", [])):
-        files += [(f"systems[{i}].password_file", s.get("password_file")), (f"systems[{i}].ca_bundle", s.get("ca_bundle"))]
+    # A UCS Central's fleet-wide UCS Manager login ([systems.ucsm]) names files the same way.
+    logins = [(f"systems[{i}]", s) for i, s in enumerate(config.get("systems", []))]
+    logins += [(f"systems[{i}].ucsm", s["ucsm"]) for i, s in enumerate(config.get("systems", [])) if "ucsm" in s]
+    for label, s in logins:
+        files += [(f"{label}.password_file", s.get("password_file")), (f"{label}.ca_bundle", s.get("ca_bundle"))]
     for label, file in files:
         if file and mounted_dir(gw_pod, gw, file)[0] is None:
             fail(where, f"{label} = {file} is under no volume mount of the gateway")
     names = {s["name"] for s in config.get("systems", [])}
-    pw_keys = {posixpath.basename(s["password_file"]) for s in config.get("systems", []) if s.get("password_file")}
-    ca_keys = {posixpath.basename(s["ca_bundle"]) for s in config.get("systems", []) if s.get("ca_bundle")}
+    pw_keys = {posixpath.basename(s["password_file"]) for _, s in logins if s.get("password_file")}
+    ca_keys = {posixpath.basename(s["ca_bundle"]) for _, s in logins if s.get("ca_bundle")}
     if pw_keys and pw_keys != template_keys("appliance-credentials.yaml"):
         fail(where, f"password files {sorted(pw_keys)} != keys of deploy/secrets/appliance-credentials.yaml")
     if ca_keys and ca_keys != template_keys("ca-bundles.yaml"):

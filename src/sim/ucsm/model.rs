@@ -153,16 +153,7 @@ impl Model {
             ],
         );
         m.add(None, "computeResourceAggrEp", "compute", Vec::new());
-        m.add(None, "orgOrg", "org-root", vec![("name", "root".into())]);
-        for org in &ORGS[1..] {
-            let rn = org.trim_start_matches("org-root/");
-            m.add(
-                Some("org-root"),
-                "orgOrg",
-                rn,
-                vec![("name", rn["org-".len()..].into())],
-            );
-        }
+        m.add_orgs();
         for d in domains {
             let domain_dn = format!("compute/sys-{}", d.id);
             m.add(
@@ -265,6 +256,11 @@ impl Model {
                 ],
             );
         }
+        self.add_orgs();
+    }
+
+    /// `org-root` and its sub-orgs: where profiles live, in UCS Manager and in UCS Central.
+    fn add_orgs(&mut self) {
         self.add(None, "orgOrg", "org-root", vec![("name", "root".into())]);
         for org in &ORGS[1..] {
             let rn = org.trim_start_matches("org-root/");

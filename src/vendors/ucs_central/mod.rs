@@ -25,7 +25,7 @@ use secrecy::SecretString;
 use tokio::time::Instant;
 use url::Url;
 
-use super::ucsm::{find_profile_body, parse, XmlApi, PROFILE_NAME_LEN};
+use super::ucsm::{parse, XmlApi};
 use super::upstream::Upstream;
 use super::{Backend, BackendEnv, BackendError};
 use crate::config::SystemConfig;
@@ -221,15 +221,10 @@ impl Backend for UcsCentral {
     }
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
-        if !PROFILE_NAME_LEN.contains(&name.as_str().len()) {
+        // Flat: Central's profile attributes (`domain`, `lsDn`) are all this step needs.
+        let Some(root) = self.central.profiles_named(name, false).await? else {
             return Ok(Vec::new());
-        }
-        let root = self
-            .central
-            .query("configResolveClass", |cookie| {
-                find_profile_body(cookie, name, false)
-            })
-            .await?;
+        };
         let returned: Vec<CentralProfile> = parse::out_configs(&root)
             .filter(|e| e.name == "lsServer")
             .filter(|e| e.attr("type").unwrap_or("instance") == "instance")
@@ -242,16 +237,8 @@ impl Backend for UcsCentral {
                 })
             })
             .collect();
-        if returned.len() > self.max_matches {
-            return Err(self.central.protocol(
-                "configResolveClass",
-                format!(
-                    "{} service profiles for a filter on {name:?} (at most {} expected)",
-                    returned.len(),
-                    self.max_matches
-                ),
-            ));
-        }
+        self.central
+            .check_match_count(returned.len(), self.max_matches, name)?;
         let profiles: Vec<&CentralProfile> =
             returned.iter().filter(|p| name.matches(&p.name)).collect();
         let answers = join_all(profiles.iter().map(|p| self.ask_domain(p, name))).await;

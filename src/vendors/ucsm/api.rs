@@ -10,6 +10,7 @@ use url::Url;
 
 use super::parse::{self, ApiError};
 use super::xml::{self, escape_attr, Element};
+use crate::domain::ServerName;
 use crate::vendors::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use crate::vendors::upstream::Upstream;
 use crate::vendors::{retry_after, snippet, BackendError};
@@ -67,6 +68,43 @@ impl XmlApi {
             }
             Err(e) => Err(self.api_failure(method, e)),
         }
+    }
+
+    /// `configResolveClass lsServer` filtered on the server side on `name` (any letter case,
+    /// instances only); `None` when no profile can have that name (no call is made).
+    /// `hierarchical`: with each profile's vNIC and IP children.
+    pub async fn profiles_named(
+        &self,
+        name: &ServerName,
+        hierarchical: bool,
+    ) -> Result<Option<Element>, BackendError> {
+        if !super::PROFILE_NAME_LEN.contains(&name.as_str().len()) {
+            return Ok(None);
+        }
+        self.query("configResolveClass", |cookie| {
+            super::find_profile_body(cookie, name, hierarchical)
+        })
+        .await
+        .map(Some)
+    }
+
+    /// The filter names one profile: thousands are not an answer to it, and each match would
+    /// cost further calls.
+    pub fn check_match_count(
+        &self,
+        returned: usize,
+        max: usize,
+        name: &ServerName,
+    ) -> Result<(), BackendError> {
+        if returned <= max {
+            return Ok(());
+        }
+        Err(self.protocol(
+            "configResolveClass",
+            format!(
+                "{returned} service profiles for a filter on {name:?} (at most {max} expected)"
+            ),
+        ))
     }
 
     /// Ends the session, after detaching the connection pool (see [`Upstream::detach_pool`]).

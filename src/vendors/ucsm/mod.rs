@@ -35,7 +35,7 @@ use xml::{escape_attr, Element};
 
 /// `lsServer.name` is `[\-\.:_a-zA-Z0-9]{2,32}` in the UCSM object model: longer or shorter
 /// names cannot exist, so they are answered "not here" without a call.
-pub(crate) const PROFILE_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=32;
+const PROFILE_NAME_LEN: std::ops::RangeInclusive<usize> = 2..=32;
 
 pub struct Ucsm {
     name: String,
@@ -103,28 +103,12 @@ impl Backend for Ucsm {
     }
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
-        if !PROFILE_NAME_LEN.contains(&name.as_str().len()) {
+        let Some(root) = self.api.profiles_named(name, true).await? else {
             return Ok(Vec::new());
-        }
-        let root = self
-            .api
-            .query("configResolveClass", |cookie| {
-                find_profile_body(cookie, name, true)
-            })
-            .await?;
+        };
         let returned = parse::profiles(&root);
-        // The filter names one profile; thousands are not an answer to it, and each match
-        // would cost hardware lookups.
-        if returned.len() > self.max_matches {
-            return Err(self.api.protocol(
-                "configResolveClass",
-                format!(
-                    "{} service profiles for a filter on {name:?} (at most {} expected)",
-                    returned.len(),
-                    self.max_matches
-                ),
-            ));
-        }
+        self.api
+            .check_match_count(returned.len(), self.max_matches, name)?;
         let matches: Vec<parse::Profile> = returned
             .into_iter()
             .filter(|p| p.is_instance() && name.matches(&p.name))
@@ -169,7 +153,7 @@ fn api_url(endpoint: &Url) -> Url {
 /// An anchored regex matching exactly `name` in any letter case: each letter becomes a
 /// `[Xx]` class (as ucsmsdk's `flag="I"` does) and `.` is escaped. The other characters a
 /// [`ServerName`] may hold (`-`, `_`, `:`, digits) are literal outside brackets.
-pub(crate) fn case_insensitive_regex(name: &ServerName) -> String {
+fn case_insensitive_regex(name: &ServerName) -> String {
     let mut re = String::with_capacity(name.as_str().len() * 4 + 2);
     re.push('^');
     for c in name.as_str().chars() {
@@ -190,7 +174,7 @@ pub(crate) fn case_insensitive_regex(name: &ServerName) -> String {
 
 /// `hierarchical`: with the vNIC and IP children (UCS Manager); UCS Central's profile attributes
 /// (`domain`, `lsDn`) are all its lookup needs.
-pub(crate) fn find_profile_body(cookie: &str, name: &ServerName, hierarchical: bool) -> String {
+fn find_profile_body(cookie: &str, name: &ServerName, hierarchical: bool) -> String {
     format!(
         concat!(
             r#"<configResolveClass cookie="{}" classId="lsServer" inHierarchical="{}">"#,
