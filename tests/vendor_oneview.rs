@@ -75,17 +75,7 @@ async fn every_field_matches_the_fleet_with_one_login() {
             "not the link-local decoy"
         );
         assert!(bmc.kind.as_deref().is_some_and(|k| k.starts_with("ilo")));
-        let got: Vec<(String, String)> = r
-            .nics
-            .iter()
-            .map(|n| (n.name.clone(), n.mac.to_string()))
-            .collect();
-        let want: Vec<(String, String)> = s
-            .nics
-            .iter()
-            .map(|n| (n.name.clone(), n.mac.clone()))
-            .collect();
-        assert_eq!(got, want, "{}", s.name);
+        rig::assert_nics_match(r, s);
         assert_eq!(r.boot_mac.map(|m| m.to_string()).as_deref(), s.boot_mac());
         assert!(!r.stale);
     }

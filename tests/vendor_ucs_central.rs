@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 mod vendor_rig;
+use vendor_rig as rig;
 use vendor_rig::{count, name, total};
 
 use inventory_gateway::config::Config;
@@ -89,17 +90,7 @@ async fn every_field_of_every_server_matches_the_fleet_in_three_dependent_calls(
         let bmc = r.bmc.as_ref().unwrap();
         assert_eq!(bmc.address.to_string(), s.bmc_address);
         assert_eq!(bmc.kind.as_deref(), Some("cimc"));
-        let got: Vec<(String, String)> = r
-            .nics
-            .iter()
-            .map(|n| (n.name.clone(), n.mac.to_string()))
-            .collect();
-        let want: Vec<(String, String)> = s
-            .nics
-            .iter()
-            .map(|n| (n.name.clone(), n.mac.clone()))
-            .collect();
-        assert_eq!(got, want, "{}", s.name);
+        rig::assert_nics_match(r, s);
         assert_eq!(r.boot_mac.map(|m| m.to_string()).as_deref(), s.boot_mac());
     }
     assert_eq!(count(&sim, "aaaLogin"), 1);

@@ -98,17 +98,7 @@ async fn every_field_of_every_server_matches_the_fleet_within_the_call_budget() 
         let bmc = r.bmc.as_ref().unwrap();
         assert_eq!(bmc.address.to_string(), s.bmc_address, "{}", s.name);
         assert_eq!(bmc.kind.as_deref(), Some("cimc"));
-        let got: Vec<(String, String)> = r
-            .nics
-            .iter()
-            .map(|n| (n.name.clone(), n.mac.to_string()))
-            .collect();
-        let want: Vec<(String, String)> = s
-            .nics
-            .iter()
-            .map(|n| (n.name.clone(), n.mac.clone()))
-            .collect();
-        assert_eq!(got, want, "{}", s.name);
+        rig::assert_nics_match(r, s);
         assert_eq!(
             r.boot_mac.map(|m| m.to_string()).as_deref(),
             s.boot_mac(),

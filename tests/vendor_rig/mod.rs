@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use inventory_gateway::config::Config;
-use inventory_gateway::domain::{ServerName, SystemKind};
+use inventory_gateway::domain::{ServerName, ServerRecord, SystemKind};
 use inventory_gateway::sim::{self, SimHandle, SimOptions, SimServer};
 use inventory_gateway::vendors::{build_backend, Backend};
 
@@ -70,4 +70,19 @@ pub fn count(sim: &SimHandle, key: &str) -> u64 {
 
 pub fn total(sim: &SimHandle) -> u64 {
     counters(sim).values().sum()
+}
+
+/// The record's NICs are the server's, names and MACs, in the vendor's order.
+pub fn assert_nics_match(r: &ServerRecord, s: &SimServer) {
+    let got: Vec<(String, String)> = r
+        .nics
+        .iter()
+        .map(|n| (n.name.clone(), n.mac.to_string()))
+        .collect();
+    let want: Vec<(String, String)> = s
+        .nics
+        .iter()
+        .map(|n| (n.name.clone(), n.mac.clone()))
+        .collect();
+    assert_eq!(got, want, "{}", s.name);
 }
