@@ -105,6 +105,12 @@ impl Domains {
         }
     }
 
+    /// The domain Central lists at `address` (any letter case), as last read.
+    pub fn listed(&self, address: &str) -> Option<Registered> {
+        let state = self.state.lock().ok()?;
+        state.listed.get(&address.to_ascii_lowercase()).cloned()
+    }
+
     /// The domain's client, created on first use.
     pub fn client(&self, registered: &Registered) -> Result<Arc<Domain>, BackendError> {
         let key = registered.address.to_ascii_lowercase();

@@ -16,7 +16,6 @@
 
 mod domains;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,15 +40,10 @@ pub struct UcsCentral {
     endpoint: Url,
     central: XmlApi,
     domains: Domains,
-    registry: tokio::sync::Mutex<Registry>,
+    /// When Central's domain list was last read; held while it is read again, so concurrent
+    /// lookups naming an unknown address wait for one read instead of each making one.
+    listed_at: tokio::sync::Mutex<Option<Instant>>,
     max_matches: usize,
-}
-
-#[derive(Default)]
-struct Registry {
-    /// By lower-cased address.
-    by_address: HashMap<String, Registered>,
-    listed_at: Option<Instant>,
 }
 
 /// A UCS Manager domain as UCS Central lists it (`computeSystem`).
@@ -87,22 +81,18 @@ impl UcsCentral {
                 sys.login_backoff,
             ),
             domains: Domains::new(sys, env)?,
-            registry: tokio::sync::Mutex::new(Registry::default()),
+            listed_at: tokio::sync::Mutex::new(None),
             max_matches: (sys.page_size as usize).saturating_mul(sys.max_pages as usize),
         })
     }
 
     /// The registered domain at `address`, listing the domains again when it is unknown.
     async fn registered(&self, address: &str) -> Result<Option<Registered>, BackendError> {
-        let key = address.to_ascii_lowercase();
-        let mut registry = self.registry.lock().await;
-        if let Some(r) = registry.by_address.get(&key) {
-            return Ok(Some(r.clone()));
+        let mut listed_at = self.listed_at.lock().await;
+        if let Some(r) = self.domains.listed(address) {
+            return Ok(Some(r));
         }
-        if registry
-            .listed_at
-            .is_some_and(|at| at.elapsed() < RELIST_AFTER)
-        {
+        if listed_at.is_some_and(|at| at.elapsed() < RELIST_AFTER) {
             return Ok(None);
         }
         let root = self
@@ -114,24 +104,19 @@ impl UcsCentral {
                 )
             })
             .await?;
-        registry.by_address = parse::out_configs(&root)
+        let listed: Vec<Registered> = parse::out_configs(&root)
             .filter(|e| e.name == "computeSystem")
             .filter_map(|e| {
-                let address = e.attr("address").filter(|a| !a.is_empty())?;
-                Some((
-                    address.to_ascii_lowercase(),
-                    Registered {
-                        address: address.to_owned(),
-                        name: e.attr("name").unwrap_or_default().to_owned(),
-                    },
-                ))
+                Some(Registered {
+                    address: e.attr("address").filter(|a| !a.is_empty())?.to_owned(),
+                    name: e.attr("name").unwrap_or_default().to_owned(),
+                })
             })
             .collect();
-        registry.listed_at = Some(Instant::now());
-        tracing::debug!(system = %self.name, domains = registry.by_address.len(), "UCS Central domains listed");
-        self.domains
-            .discovered(registry.by_address.values().cloned().collect());
-        Ok(registry.by_address.get(&key).cloned())
+        *listed_at = Some(Instant::now());
+        tracing::debug!(system = %self.name, domains = listed.len(), "UCS Central domains listed");
+        self.domains.discovered(listed);
+        Ok(self.domains.listed(address))
     }
 
     /// The profile's records from the domain that holds it.
