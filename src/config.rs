@@ -611,21 +611,7 @@ impl Config {
             if s.username.is_empty() {
                 return Err(invalid(key("username"), "must not be empty"));
             }
-            match (&s.password, &s.password_file) {
-                (None, None) => {
-                    return Err(invalid(
-                        key("password"),
-                        "either `password` or `password_file` is required",
-                    ))
-                }
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        key("password_file"),
-                        "give `password` or `password_file`, not both",
-                    ))
-                }
-                _ => {}
-            }
+            check_password(&key, &s.password, &s.password_file, true)?;
             if s.timeout.is_zero() {
                 return Err(invalid(key("timeout"), "must be greater than zero"));
             }
@@ -646,14 +632,46 @@ impl Config {
                     "api_version and login_domain apply to kind = \"oneview\" only",
                 ));
             }
-            if let Some(ca) = &s.ca_bundle {
-                if !ca.is_file() {
-                    return Err(invalid(key("ca_bundle"), "file does not exist"));
-                }
-            }
+            check_ca_bundle(&key, &s.ca_bundle)?;
             validate_central(s, &key)?;
         }
         Ok(())
+    }
+}
+
+/// A login's `password` / `password_file` (keys named by `key`): never both, and one of them
+/// when `required`.
+fn check_password(
+    key: &dyn Fn(&str) -> String,
+    password: &Option<SecretString>,
+    file: &Option<PathBuf>,
+    required: bool,
+) -> Result<(), ConfigError> {
+    let invalid = |key: String, reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    };
+    match (password, file) {
+        (None, None) if required => Err(invalid(
+            key("password"),
+            "either `password` or `password_file` is required",
+        )),
+        (Some(_), Some(_)) => Err(invalid(
+            key("password_file"),
+            "give `password` or `password_file`, not both",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A configured CA bundle must be a file at start-up, not at the first lookup.
+fn check_ca_bundle(key: &dyn Fn(&str) -> String, ca: &Option<PathBuf>) -> Result<(), ConfigError> {
+    match ca {
+        Some(ca) if !ca.is_file() => Err(ConfigError::Invalid {
+            key: key("ca_bundle"),
+            reason: "file does not exist".into(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -662,19 +680,6 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
     let invalid = |key: String, reason: &str| ConfigError::Invalid {
         key,
         reason: reason.to_owned(),
-    };
-    let one_password =
-        |k: String, p: &Option<SecretString>, f: &Option<PathBuf>, required| match (p, f) {
-            (Some(_), Some(_)) => Err(invalid(k, "give `password` or `password_file`, not both")),
-            (None, None) if required => Err(invalid(
-                k,
-                "either `password` or `password_file` is required",
-            )),
-            _ => Ok(()),
-        };
-    let ca_exists = |k: String, ca: &Option<PathBuf>| match ca {
-        Some(ca) if !ca.is_file() => Err(invalid(k, "file does not exist")),
-        _ => Ok(()),
     };
     if s.kind != SystemKind::UcsCentral {
         if s.ucsm.is_some() || !s.domains.is_empty() {
@@ -694,16 +699,12 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
     if ucsm.username.is_empty() {
         return Err(invalid(key("ucsm.username"), "must not be empty"));
     }
-    one_password(
-        key("ucsm.password"),
-        &ucsm.password,
-        &ucsm.password_file,
-        true,
-    )?;
+    let ukey = |f: &str| key(&format!("ucsm.{f}"));
+    check_password(&ukey, &ucsm.password, &ucsm.password_file, true)?;
     if !matches!(ucsm.scheme.as_str(), "http" | "https") {
         return Err(invalid(key("ucsm.scheme"), "must be http or https"));
     }
-    ca_exists(key("ucsm.ca_bundle"), &ucsm.ca_bundle)?;
+    check_ca_bundle(&ukey, &ucsm.ca_bundle)?;
     let mut seen = HashSet::new();
     for (j, d) in s.domains.iter().enumerate() {
         let dkey = |f: &str| key(&format!("domains[{j}].{f}"));
@@ -721,8 +722,8 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
         if d.username.as_deref() == Some("") {
             return Err(invalid(dkey("username"), "must not be empty"));
         }
-        one_password(dkey("password"), &d.password, &d.password_file, false)?;
-        ca_exists(dkey("ca_bundle"), &d.ca_bundle)?;
+        check_password(&dkey, &d.password, &d.password_file, false)?;
+        check_ca_bundle(&dkey, &d.ca_bundle)?;
     }
     Ok(())
 }
