@@ -145,6 +145,14 @@ pub fn gateway_config_toml(
         None => "[auth]\nenabled = false\n\n".to_owned(),
     };
     let _ = write!(out, "[server]\nlisten = \"127.0.0.1:{port}\"\n");
+    out.push_str(&systems_toml(sims, ca_bundle));
+    out
+}
+
+/// One `[[systems]]` entry per running simulator (and a UCS Central's `[systems.ucsm]`), as an
+/// operator would write them.
+pub fn systems_toml(sims: &[SimHandle], ca_bundle: Option<&Path>) -> String {
+    let mut out = String::new();
     for s in sims {
         let _ = write!(
             out,

@@ -3,7 +3,6 @@
 //! a bare actix-web JSON handler (in this process) as the warm-path reference.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -321,23 +320,7 @@ fn config_toml(spec: &GatewaySpec<'_>, sims: &Sims, port: u16, tokens: &Path) ->
         spec.workers,
         spec.max_entries,
     );
-    for s in sims.handles() {
-        let _ = write!(
-            out,
-            "\n[[systems]]\nname = \"{kind}-sim\"\nkind = \"{kind}\"\nendpoint = \"{url}\"\n\
-             username = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\ntimeout = \"10s\"\n",
-            kind = s.kind,
-            url = s.base_url.as_str().trim_end_matches('/'),
-        );
-        if let Some(domain) = s.members.first() {
-            let _ = write!(
-                out,
-                "[systems.ucsm]\nusername = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\n\
-                 scheme = \"http\"\nport = {}\n",
-                domain.addr.port()
-            );
-        }
-    }
+    out.push_str(&crate::demo::systems_toml(sims.handles(), None));
     out
 }
 
