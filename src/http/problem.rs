@@ -170,7 +170,7 @@ impl Problem {
             },
             LookupError::Upstream { failures, .. } => {
                 let all = |f: fn(&BackendError) -> bool| failures.iter().all(f);
-                let (status, type_uri, title) = if all(is_throttled) {
+                let (status, type_uri, title) = if all(BackendError::is_throttled) {
                     // The gateway holding back (breaker open, no outbound slot) and appliances
                     // answering 429 both mean "come back later", not "broken".
                     (
@@ -178,7 +178,7 @@ impl Problem {
                         types::UNAVAILABLE,
                         "Management system unavailable",
                     )
-                } else if all(is_timeout) {
+                } else if all(BackendError::is_timeout) {
                     (
                         StatusCode::GATEWAY_TIMEOUT,
                         types::UPSTREAM_TIMEOUT,
@@ -220,17 +220,4 @@ impl Problem {
             }
         }
     }
-}
-
-fn is_timeout(f: &BackendError) -> bool {
-    match f {
-        BackendError::Timeout { .. } => true,
-        BackendError::Domain { source, .. } => is_timeout(source),
-        _ => false,
-    }
-}
-
-/// Throttling, by the gateway (breaker open, outbound budget spent) or by the appliance (429).
-fn is_throttled(f: &BackendError) -> bool {
-    f.is_throttled()
 }

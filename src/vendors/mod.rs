@@ -104,6 +104,15 @@ impl BackendError {
         )
     }
 
+    /// No answer in time, wherever it happened.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Self::Timeout { .. } => true,
+            Self::Domain { source, .. } => source.is_timeout(),
+            _ => false,
+        }
+    }
+
     /// Gateway-side throttling (breaker open, outbound budget spent) or the appliance's 429,
     /// wherever it happened: "come back later", not "broken".
     pub fn is_throttled(&self) -> bool {
