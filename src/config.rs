@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -284,6 +284,8 @@ pub struct SystemConfig {
     pub kind: SystemKind,
     /// Base URL, e.g. `https://oneview.example.com` (no path for OneView/OME; UCSM posts to `/nuova`).
     pub endpoint: Url,
+    /// Every kind but `intersight`, which signs with an API key instead.
+    #[serde(default)]
     pub username: String,
     #[serde(default)]
     pub password: Option<SecretString>,
@@ -334,6 +336,16 @@ pub struct SystemConfig {
     /// UCS Central only: exceptions for single domains, by the address Central reports.
     #[serde(default)]
     pub domains: Vec<DomainOverride>,
+    /// Intersight only (required there): the API key id, as Intersight shows it.
+    #[serde(default)]
+    pub api_key_id: Option<String>,
+    /// Intersight only: the API key's PEM private key (RSA or EC P-256, unencrypted), read
+    /// from this file (a mounted Kubernetes Secret)…
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// …or given inline (exactly one of the two).
+    #[serde(default)]
+    pub private_key: Option<SecretString>,
 }
 
 /// `[systems.ucsm]` of a `ucs-central` system.
@@ -455,6 +467,29 @@ impl SystemConfig {
 
     pub fn throttle_or<'a>(&'a self, default: &'a ThrottleConfig) -> &'a ThrottleConfig {
         self.throttle.as_ref().unwrap_or(default)
+    }
+
+    /// The Intersight API key, read from `private_key_file` (validated to be present at load).
+    pub fn resolve_api_key(
+        &self,
+    ) -> Result<crate::vendors::intersight::signing::ApiKey, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: format!("systems.{}.private_key_file", self.name),
+            reason,
+        };
+        let text = match (&self.private_key, &self.private_key_file) {
+            (Some(pem), _) => pem.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(SecretString::from)
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?,
+            (None, None) => return Err(invalid("required for kind = \"intersight\"".into())),
+        };
+        let id = self.api_key_id.as_deref().unwrap_or_default();
+        crate::vendors::intersight::signing::ApiKey::from_pem(id, text.expose_secret())
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// The password, from `password` or `password_file` (validated to be present at load).
@@ -608,10 +643,7 @@ impl Config {
             if s.endpoint.host_str().is_none() {
                 return Err(invalid(key("endpoint"), "must have a host"));
             }
-            if s.username.is_empty() {
-                return Err(invalid(key("username"), "must not be empty"));
-            }
-            check_password(&key, &s.password, &s.password_file, true)?;
+            validate_login(s, &key)?;
             if s.timeout.is_zero() {
                 return Err(invalid(key("timeout"), "must be greater than zero"));
             }
@@ -636,6 +668,57 @@ impl Config {
             validate_central(s, &key)?;
         }
         Ok(())
+    }
+}
+
+/// A username and password for every kind but Intersight; an API key id and private key file
+/// for Intersight, and nothing of the other kind's login on either.
+fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let invalid = |key: String, reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    };
+    if s.kind != SystemKind::Intersight {
+        if s.api_key_id.is_some() || s.private_key_file.is_some() || s.private_key.is_some() {
+            return Err(invalid(
+                key("api_key_id"),
+                "api_key_id and private_key(_file) apply to kind = \"intersight\" only",
+            ));
+        }
+        if s.username.is_empty() {
+            return Err(invalid(key("username"), "must not be empty"));
+        }
+        return check_password(key, &s.password, &s.password_file, true);
+    }
+    if !s.username.is_empty() || s.password.is_some() || s.password_file.is_some() {
+        return Err(invalid(
+            key("username"),
+            "kind = \"intersight\" signs with an API key: give api_key_id and private_key_file, \
+             not username/password",
+        ));
+    }
+    match &s.api_key_id {
+        Some(id) if !id.trim().is_empty() && !id.contains(['"', '\\', '\n', '\r']) => {}
+        _ => {
+            return Err(invalid(
+                key("api_key_id"),
+                "kind = \"intersight\" needs api_key_id (non-empty, no quotes or line breaks)",
+            ))
+        }
+    }
+    match (&s.private_key_file, &s.private_key) {
+        (Some(_), Some(_)) => Err(invalid(
+            key("private_key_file"),
+            "give `private_key` or `private_key_file`, not both",
+        )),
+        (Some(f), None) if !f.is_file() => {
+            Err(invalid(key("private_key_file"), "file does not exist"))
+        }
+        (None, None) => Err(invalid(
+            key("private_key_file"),
+            "kind = \"intersight\" needs private_key_file (or private_key): the API key's PEM private key",
+        )),
+        _ => Ok(()),
     }
 }
 

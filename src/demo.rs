@@ -14,11 +14,12 @@ use crate::sim::{self, fleet, SimHandle, SimOptions, SimServer};
 
 pub const SIM_USERNAME: &str = sim::DEFAULT_USERNAME;
 pub const SIM_PASSWORD: &str = sim::DEFAULT_PASSWORD;
-pub const KINDS: [SystemKind; 4] = [
+pub const KINDS: [SystemKind; 5] = [
     SystemKind::Oneview,
     SystemKind::Ucsm,
     SystemKind::UcsCentral,
     SystemKind::Ome,
+    SystemKind::Intersight,
 ];
 
 #[derive(Debug, Clone)]
@@ -157,10 +158,27 @@ pub fn systems_toml(sims: &[SimHandle], ca_bundle: Option<&Path>) -> String {
         let _ = write!(
             out,
             "\n[[systems]]\nname = \"{kind}-sim\"\nkind = \"{kind}\"\nendpoint = \"{url}\"\n\
-             username = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\ntimeout = \"10s\"\n",
+             timeout = \"10s\"\n",
             kind = s.kind,
             url = s.base_url.as_str().trim_end_matches('/'),
         );
+        match &s.api_key {
+            // Intersight signs with the key pair its simulator generated.
+            Some(key) => {
+                let _ = write!(
+                    out,
+                    "api_key_id = \"{}\"\nprivate_key = '''\n{}'''\n",
+                    key.key_id,
+                    key.private_pem.expose_secret().trim_end()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "username = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\""
+                );
+            }
+        }
         if let Some(ca) = ca_bundle {
             let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());
         }

@@ -270,13 +270,15 @@ pub enum SystemKind {
     #[serde(rename = "ucs-central")]
     UcsCentral,
     Ome,
+    /// Cisco Intersight (SaaS or appliance), signed HTTP requests with an API key.
+    Intersight,
 }
 
 impl SystemKind {
     pub fn vendor(&self) -> Vendor {
         match self {
             Self::Oneview => Vendor::Hpe,
-            Self::Ucsm | Self::UcsCentral => Vendor::Cisco,
+            Self::Ucsm | Self::UcsCentral | Self::Intersight => Vendor::Cisco,
             Self::Ome => Vendor::Dell,
         }
     }
@@ -287,6 +289,7 @@ impl SystemKind {
             Self::Ucsm => "ucsm",
             Self::UcsCentral => "ucs-central",
             Self::Ome => "ome",
+            Self::Intersight => "intersight",
         }
     }
 }
@@ -344,6 +347,11 @@ pub struct ServerRecord {
     #[serde(default)]
     #[schema(required = true, example = json!([]))]
     pub unverified: Vec<String>,
+    /// Why `nics` is empty although the server exists, when the system could not say which
+    /// NICs it has (e.g. Intersight holds no adapter inventory for a standalone rack server).
+    /// Absent when the NICs are known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nics_unavailable: Option<String>,
 }
 
 #[cfg(test)]

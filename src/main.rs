@@ -8,9 +8,10 @@ use inventory_gateway::config::{Config, LogFormatConfig};
 use inventory_gateway::demo::{self, FleetSpec, TokenSpec};
 use inventory_gateway::domain::SystemKind;
 use inventory_gateway::http::auth;
-use inventory_gateway::sim::{fleet, SimHandle};
+use inventory_gateway::sim::{fleet, SimHandle, SimOptions};
 use inventory_gateway::startup::Application;
 use inventory_gateway::telemetry::{self, LogFormat};
+use inventory_gateway::vendors::intersight::signing::PublicKey;
 use secrecy::{ExposeSecret, SecretString};
 
 #[derive(Parser)]
@@ -103,6 +104,14 @@ struct SimArgs {
     /// to port 443 only: e.g. `--ucs-central-bind 127.0.0.2 --ucs-central-port 443`).
     #[arg(long)]
     ucs_central_bind: Option<std::net::IpAddr>,
+    /// Intersight simulator port (0 = any free port).
+    #[arg(long, default_value_t = 9005)]
+    intersight_port: u16,
+    /// An API key the Intersight simulator accepts besides the key pair it generates for the
+    /// demo's gateway, as `KEY_ID=PUBLIC_KEY_PEM_FILE` (repeatable; a client such as Cisco's
+    /// SDK then signs with the private half).
+    #[arg(long, value_name = "KEY_ID=FILE")]
+    intersight_public_key: Vec<String>,
     /// Serve HTTPS with a generated CA (its PEM is at /_sim/ca.pem).
     #[arg(long)]
     tls: bool,
@@ -135,6 +144,29 @@ impl SimArgs {
         let central_bind = self.ucs_central_bind.unwrap_or(bind);
         let central = demo::start_sims_on(&fleets, &central, self.tls, central_bind)?;
         sims.splice(2..2, central);
+        let mut opts = SimOptions::new(
+            SystemKind::Intersight,
+            fleets
+                .get(&SystemKind::Intersight)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        opts.port = self.intersight_port;
+        opts.tls = self.tls;
+        opts.bind = bind;
+        for spec in &self.intersight_public_key {
+            let (id, file) = spec
+                .split_once('=')
+                .context("--intersight-public-key takes KEY_ID=FILE")?;
+            let pem = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read public key {file}"))?;
+            let key =
+                PublicKey::from_spki_pem(&pem).with_context(|| format!("public key {file}"))?;
+            opts.api_keys.push((id.to_owned(), key));
+        }
+        sims.push(
+            inventory_gateway::sim::start(opts).context("cannot start the Intersight simulator")?,
+        );
         Ok(sims)
     }
 }

@@ -79,7 +79,7 @@ async fn unknown_servers_are_permanent_and_name_the_systems_searched() {
     let err = c.server(&name, None).await.unwrap_err();
     assert!(err.is_permanent(), "{err}");
     match &err {
-        GatewayError::NotFound { searched, .. } => assert_eq!(searched.len(), 4, "{err}"),
+        GatewayError::NotFound { searched, .. } => assert_eq!(searched.len(), 5, "{err}"),
         other => panic!("expected NotFound, got {other:?}"),
     }
     let hinted = c.server(&name, Some(Vendor::Dell)).await.unwrap_err();

@@ -13,21 +13,32 @@ use inventory_gateway::config::Config;
 use inventory_gateway::domain::{ServerName, SystemKind};
 use inventory_gateway::vendors::{build_backend, Backend, BackendError};
 
-const KINDS: [SystemKind; 4] = [
+const KINDS: [SystemKind; 5] = [
     SystemKind::Oneview,
     SystemKind::Ome,
     SystemKind::Ucsm,
     SystemKind::UcsCentral,
+    SystemKind::Intersight,
 ];
+/// Intersight signs with an API key: any key does, the hostile appliance checks nothing.
+const TEST_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/intersight/ec-sec1.pem"
+);
 /// The default `max_response_bytes`.
 const CAP: u64 = 8 * 1024 * 1024;
 /// Per-request timeout of the backends under test; every case must end well within a few.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 fn backend(kind: SystemKind, url: &str) -> std::sync::Arc<dyn Backend> {
+    let login = if kind == SystemKind::Intersight {
+        format!("api_key_id = \"hostile/key\"\nprivate_key_file = {TEST_KEY:?}")
+    } else {
+        "username = \"admin\"\npassword = \"pw\"".to_owned()
+    };
     let toml = format!(
         "[[systems]]\nname = \"hostile\"\nkind = {:?}\nendpoint = \"{url}\"\n\
-         username = \"admin\"\npassword = \"pw\"\ntimeout = \"{}s\"\nmax_pages = 5\n",
+         {login}\ntimeout = \"{}s\"\nmax_pages = 5\n",
         kind.as_str(),
         TIMEOUT.as_secs()
     );
@@ -160,7 +171,7 @@ async fn deep_nesting_is_a_protocol_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_loop_is_a_protocol_error_after_a_bounded_number_of_gets() {
-    for kind in [SystemKind::Oneview, SystemKind::Ome] {
+    for kind in [SystemKind::Oneview, SystemKind::Ome, SystemKind::Intersight] {
         let (server, err, _) = attack(kind, Attack::PageLoop).await;
         assert_protocol(kind, "page loop", &err);
         let gets = server.seen.count(query_key(kind));

@@ -12,7 +12,7 @@ use vendor_rig::name;
 use inventory_gateway::config::Config;
 use inventory_gateway::domain::{BmcAddress, MacAddress, SystemKind};
 use inventory_gateway::sim::{fleet, Faults, SimHandle, SimServer};
-use inventory_gateway::vendors::ome::odata;
+use inventory_gateway::vendors::odata;
 use inventory_gateway::vendors::{build_backend, Backend, BackendError};
 
 const LOGIN: &str = "POST /api/SessionService/Sessions";

@@ -19,6 +19,7 @@ fn login_key(kind: SystemKind) -> &'static str {
         SystemKind::Oneview => "POST /rest/login-sessions",
         SystemKind::Ucsm | SystemKind::UcsCentral => "aaaLogin",
         SystemKind::Ome => "POST /api/SessionService/Sessions",
+        SystemKind::Intersight => unreachable!("Intersight has no sessions"),
     }
 }
 

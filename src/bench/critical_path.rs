@@ -164,6 +164,8 @@ pub fn protocol_minimum(kind: SystemKind) -> (u64, u32) {
         // Central's profile query, then the domain's own two.
         SystemKind::UcsCentral => (3, 3),
         SystemKind::Ome => (3, 2),
+        // The server's summary, then its host Ethernet interfaces.
+        SystemKind::Intersight => (2, 2),
     }
 }
 

@@ -413,6 +413,7 @@ fn vendor_label(kind: SystemKind) -> String {
         SystemKind::Ucsm => "UCS Manager",
         SystemKind::UcsCentral => "UCS Central",
         SystemKind::Ome => "OME",
+        SystemKind::Intersight => "Intersight",
     };
     format!("cold path: {} ({name})", vendor_param(kind))
 }

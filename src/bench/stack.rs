@@ -20,13 +20,13 @@ use crate::demo::{SIM_PASSWORD, SIM_USERNAME};
 use crate::domain::SystemKind;
 use crate::sim::{self, fleet, Faults, SimHandle, SimOptions, SimShared};
 
-pub const KINDS: [SystemKind; 4] = crate::demo::KINDS;
+pub const KINDS: [SystemKind; 5] = crate::demo::KINDS;
 
 /// The `vendor` query value that selects a kind's systems.
 pub fn vendor_param(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "hpe",
-        SystemKind::Ucsm | SystemKind::UcsCentral => "cisco",
+        SystemKind::Ucsm | SystemKind::UcsCentral | SystemKind::Intersight => "cisco",
         SystemKind::Ome => "dell",
     }
 }

@@ -118,6 +118,7 @@ mod tests {
             fetched_at: chrono::Utc::now(),
             stale: false,
             unverified: vec![],
+            nics_unavailable: None,
         }
     }
 

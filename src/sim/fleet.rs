@@ -89,6 +89,7 @@ pub fn name_prefix(kind: SystemKind) -> &'static str {
         SystemKind::Ucsm => "ucs-sp",
         SystemKind::UcsCentral => "ucs-central",
         SystemKind::Ome => "dell-r650",
+        SystemKind::Intersight => "intersight",
     }
 }
 
@@ -99,6 +100,7 @@ pub fn generate(kind: SystemKind, seed: u64, count: usize) -> Vec<SimServer> {
         SystemKind::Ucsm => 0x22,
         SystemKind::UcsCentral => 0x44,
         SystemKind::Ome => 0x33,
+        SystemKind::Intersight => 0x55,
     };
     let mut rng = Rng::new(seed ^ (salt << 56));
     let mask = (rng.next_u64() & 0x00ff_ffff) as u32;
@@ -165,6 +167,37 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 } else {
                     format!("10.40.{octet3}.{octet4}")
                 },
+                decoy_bmc_addresses: Vec::new(),
+                nics,
+                assigned: true,
+            }
+        }
+        SystemKind::Intersight => {
+            // Every fifth is a standalone rack server Intersight holds no adapter inventory for.
+            let nic_count = if n.is_multiple_of(5) {
+                0
+            } else {
+                2 + rng.below(3) as usize
+            };
+            let nics = (0..nic_count)
+                .map(|p| SimNic {
+                    name: format!("eth{p}"),
+                    mac: mac([0x00, 0x5d, 0x73], mask, i, p),
+                    boot: p == 0,
+                })
+                .collect();
+            SimServer {
+                name,
+                serial_number: format!("WZP{:05}{:03}X", rng.below(100_000), rng.below(1000)),
+                model: if n.is_multiple_of(5) {
+                    "UCSC-C240-M5SX".into()
+                } else if n.is_multiple_of(2) {
+                    "UCSX-210C-M6".into()
+                } else {
+                    "UCSC-C220-M6S".into()
+                },
+                power_state,
+                bmc_address: format!("10.50.{octet3}.{octet4}"),
                 decoy_bmc_addresses: Vec::new(),
                 nics,
                 assigned: true,

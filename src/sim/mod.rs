@@ -17,6 +17,7 @@ use crate::domain::SystemKind;
 pub mod control;
 pub mod faults;
 pub mod fleet;
+pub mod intersight;
 pub mod ome;
 pub mod oneview;
 pub mod tls;
@@ -208,7 +209,22 @@ pub struct SimOptions {
     /// UCS Central only: how many UCS Manager domains it fronts (the fleet is dealt out
     /// among them).
     pub domains: usize,
+    /// Intersight only: API keys (id, public key) whose signatures it accepts besides the key
+    /// pair it generates and hands out in [`SimHandle::api_key`] (unless an id here is the
+    /// generated key's, which then stays unusable: a test of a wrong key).
+    pub api_keys: Vec<(String, crate::vendors::intersight::signing::PublicKey)>,
 }
+
+/// An API key the Intersight simulator generated: what a gateway needs to sign for it.
+#[derive(Clone)]
+pub struct SimApiKey {
+    pub key_id: String,
+    pub private_pem: secrecy::SecretString,
+}
+
+/// The key id the simulator's generated key pair carries (Intersight's shape: three Moids).
+pub const SIM_API_KEY_ID: &str =
+    "65ff00000000000000000001/65ff00000000000000000002/65ff00000000000000000003";
 
 impl SimOptions {
     pub fn new(kind: SystemKind, fleet: Vec<SimServer>) -> Self {
@@ -222,6 +238,7 @@ impl SimOptions {
             password: DEFAULT_PASSWORD.into(),
             workers: 2,
             domains: 3,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -237,6 +254,8 @@ pub struct SimHandle {
     pub ca_pem: Option<String>,
     /// The systems this one fronts, each on its own listener (UCS Central's domains).
     pub members: Vec<SimHandle>,
+    /// Intersight: the key pair it generated, what a gateway signs with.
+    pub api_key: Option<SimApiKey>,
 }
 
 impl SimHandle {
@@ -260,12 +279,39 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
         &opts.username,
         &opts.password,
     ));
+    let mut api_key = None;
     let routes: Routes = match opts.kind {
         SystemKind::Oneview => oneview::routes(shared.clone()),
         SystemKind::Ucsm | SystemKind::UcsCentral => ucsm::routes(shared.clone()),
         SystemKind::Ome => ome::routes(shared.clone()),
+        SystemKind::Intersight => {
+            let (generated, public) = generate_api_key().map_err(std::io::Error::other)?;
+            let mut keys: std::collections::HashMap<_, _> = opts.api_keys.iter().cloned().collect();
+            keys.entry(generated.key_id.clone()).or_insert(public);
+            api_key = Some(generated);
+            intersight::routes(shared.clone(), keys)
+        }
     };
-    serve(&opts, listener, shared, routes, Vec::new())
+    let mut handle = serve(&opts, listener, shared, routes, Vec::new())?;
+    handle.api_key = api_key;
+    Ok(handle)
+}
+
+/// A fresh EC P-256 key pair under [`SIM_API_KEY_ID`].
+fn generate_api_key() -> Result<
+    (SimApiKey, crate::vendors::intersight::signing::PublicKey),
+    crate::vendors::intersight::signing::KeyError,
+> {
+    use crate::vendors::intersight::signing::ApiKey;
+    let pem = ApiKey::generate_ec_pem()?;
+    let public = ApiKey::from_pem(SIM_API_KEY_ID, &pem)?.public_key();
+    Ok((
+        SimApiKey {
+            key_id: SIM_API_KEY_ID.to_owned(),
+            private_pem: pem.into(),
+        },
+        public,
+    ))
 }
 
 /// Serves `routes` (and the `/_sim/` control plane) on `listener`.
@@ -317,5 +363,6 @@ fn serve(
         server: handle,
         ca_pem,
         members,
+        api_key: None,
     })
 }

@@ -12,6 +12,8 @@ use crate::domain::{ServerName, ServerRecord, SystemKind};
 use crate::resilience::{BreakerConfig, BreakerObserver, Throttle, ThrottleConfig};
 use upstream::{Upstream, UpstreamObserver};
 
+pub mod intersight;
+pub mod odata;
 pub mod ome;
 pub mod oneview;
 pub mod session;
@@ -259,17 +261,21 @@ pub fn build_backend_with(
     env: &BackendEnv,
 ) -> Result<Arc<dyn Backend>, BackendError> {
     let upstream = build_upstream(sys, env)?;
-    let password = sys.resolve_password().map_err(|e| config_err(sys, e))?;
+    let password = || sys.resolve_password().map_err(|e| config_err(sys, e));
     Ok(match sys.kind {
-        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream, password)?),
-        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream, password)?),
+        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream, password()?)?),
+        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream, password()?)?),
         SystemKind::UcsCentral => Arc::new(ucs_central::UcsCentral::new(
             sys,
             upstream,
-            password,
+            password()?,
             env.clone(),
         )?),
-        SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream, password)?),
+        SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream, password()?)?),
+        SystemKind::Intersight => {
+            let key = sys.resolve_api_key().map_err(|e| config_err(sys, e))?;
+            Arc::new(intersight::Intersight::new(sys, upstream, key)?)
+        }
     })
 }
 

@@ -241,6 +241,9 @@ async fn an_answer_from_the_remembered_owner_alone_is_unverified() {
     assert_eq!(stack.total_calls(SystemKind::Ome).await, 0, "short cut");
     let mut unverified: Vec<String> = serde_json::from_value(record["unverified"].clone()).unwrap();
     unverified.sort();
-    assert_eq!(unverified, ["ome-sim", "ucs-central-sim", "ucsm-sim"]);
+    assert_eq!(
+        unverified,
+        ["intersight-sim", "ome-sim", "ucs-central-sim", "ucsm-sim"]
+    );
     stack.stop().await;
 }

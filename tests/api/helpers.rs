@@ -8,7 +8,7 @@ use inventory_gateway::sim::{fleet, SimHandle, SimServer};
 use inventory_gateway::startup::Application;
 use serde_json::Value;
 
-pub const KINDS: [SystemKind; 4] = demo::KINDS;
+pub const KINDS: [SystemKind; 5] = demo::KINDS;
 /// The stack's client sends this (scope `read`) unless a test says otherwise.
 pub const READ_TOKEN: &str = "test-read-token-0123456789abcdef";
 /// Scope `admin`, for cache purges.
@@ -224,19 +224,21 @@ pub fn bearer_client(token: &str) -> reqwest::Client {
         .expect("client builds")
 }
 
-/// The counter key of each simulator's login call.
-pub fn login_key(kind: SystemKind) -> &'static str {
+/// The counter key of each simulator's login call; None for Intersight, which has no session
+/// (every request carries its own signature).
+pub fn login_key(kind: SystemKind) -> Option<&'static str> {
     match kind {
-        SystemKind::Oneview => "POST /rest/login-sessions",
-        SystemKind::Ucsm | SystemKind::UcsCentral => "aaaLogin",
-        SystemKind::Ome => "POST /api/SessionService/Sessions",
+        SystemKind::Oneview => Some("POST /rest/login-sessions"),
+        SystemKind::Ucsm | SystemKind::UcsCentral => Some("aaaLogin"),
+        SystemKind::Ome => Some("POST /api/SessionService/Sessions"),
+        SystemKind::Intersight => None,
     }
 }
 
 pub fn vendor_param(kind: SystemKind) -> &'static str {
     match kind {
         SystemKind::Oneview => "hpe",
-        SystemKind::Ucsm | SystemKind::UcsCentral => "cisco",
+        SystemKind::Ucsm | SystemKind::UcsCentral | SystemKind::Intersight => "cisco",
         SystemKind::Ome => "dell",
     }
 }

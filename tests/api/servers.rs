@@ -82,6 +82,13 @@ async fn names_match_case_insensitively_and_keep_the_vendor_spelling() {
         let resp = stack
             .get(&format!("/servers/{}", name.to_uppercase()))
             .await;
+        // Intersight's `eq` is case-sensitive and its query language offers the gateway no
+        // case-insensitive match it can rely on: a name must be spelled in Intersight's case
+        // (README, "How each vendor is asked").
+        if kind == SystemKind::Intersight {
+            assert_eq!(resp.status(), 404, "{kind}");
+            continue;
+        }
         assert_eq!(resp.status(), 200, "{kind}");
         let record: Value = resp.json().await.expect("json");
         assert_eq!(record["name"], json!(name));
@@ -194,7 +201,13 @@ async fn an_unknown_name_is_404_listing_the_systems_searched() {
         .collect();
     assert_eq!(
         searched,
-        ["oneview-sim", "ucsm-sim", "ucs-central-sim", "ome-sim"]
+        [
+            "oneview-sim",
+            "ucsm-sim",
+            "ucs-central-sim",
+            "ome-sim",
+            "intersight-sim"
+        ]
     );
     assert_eq!(body["instance"], json!("/servers/no-such-server"));
     stack.stop().await;
@@ -282,6 +295,9 @@ async fn a_system_error_is_502_and_a_hung_system_is_504() {
 async fn an_expired_session_costs_exactly_one_login() {
     let stack = spawn_stack(StackOptions::default()).await;
     for kind in KINDS {
+        let Some(login) = login_key(kind) else {
+            continue;
+        };
         let names: Vec<String> = stack
             .inventory(kind)
             .await
@@ -295,11 +311,7 @@ async fn an_expired_session_costs_exactly_one_login() {
         assert_eq!(stack.get(&hinted(&names[1])).await.status(), 200);
         assert_eq!(stack.get(&hinted(&names[2])).await.status(), 200);
         let counters = stack.counters(kind).await;
-        assert_eq!(
-            counters["endpoints"][login_key(kind)],
-            json!(1),
-            "{kind}: {counters}"
-        );
+        assert_eq!(counters["endpoints"][login], json!(1), "{kind}: {counters}");
     }
     stack.stop().await;
 }
@@ -432,7 +444,7 @@ async fn several_ucs_domains_are_searched_and_named_apart() {
     assert_eq!(systems, ["ucsm-sim", "ucs-pod-b"]);
     assert_eq!(
         body["searched"],
-        json!(["ucsm-sim", "ucs-central-sim", "ucs-pod-b"]),
+        json!(["ucsm-sim", "ucs-central-sim", "intersight-sim", "ucs-pod-b"]),
         "only the Cisco systems are asked with ?vendor=cisco"
     );
     stack.stop().await;

@@ -76,6 +76,7 @@ pub fn query_key(kind: SystemKind) -> &'static str {
         SystemKind::Oneview => "GET /rest/server-profiles",
         SystemKind::Ome => "GET /api/ProfileService/Profiles",
         SystemKind::Ucsm | SystemKind::UcsCentral => "configResolveClass",
+        SystemKind::Intersight => "GET /api/v1/compute/PhysicalSummaries",
     }
 }
 
@@ -212,6 +213,11 @@ fn login_answer(kind: SystemKind, key: &str) -> Option<(Vec<String>, String)> {
             )
             .into(),
         )),
+        // The profile query that follows an empty server answer finds nothing.
+        (SystemKind::Intersight, "GET /api/v1/server/Profiles") => Some((
+            vec![],
+            r#"{"ObjectType":"server.Profile.List","Results":[]}"#.into(),
+        )),
         // The device-name query that follows an empty profile answer finds nothing.
         (SystemKind::Ome, "GET /api/DeviceService/Devices") => {
             Some((vec![], r#"{"@odata.count":0,"value":[]}"#.into()))
@@ -246,6 +252,11 @@ fn empty_answer(kind: SystemKind) -> (&'static str, &'static str, u8) {
     match kind {
         SystemKind::Oneview => (r#"{"members":[],"nextPageUri":null,"pad":""#, r#""}"#, b'x'),
         SystemKind::Ome => (r#"{"@odata.count":0,"value":[],"pad":""#, r#""}"#, b'x'),
+        SystemKind::Intersight => (
+            r#"{"ObjectType":"compute.PhysicalSummary.List","Count":0,"Results":[],"pad":""#,
+            r#""}"#,
+            b'x',
+        ),
         // Whitespace between elements is skipped by the parser.
         SystemKind::Ucsm | SystemKind::UcsCentral => (
             r#"<configResolveClass cookie="" response="yes" classId="lsServer"><outConfigs>"#,
@@ -261,6 +272,7 @@ fn item(kind: SystemKind, i: usize) -> String {
             r#"{{"name":"p-{i}","uri":"/rest/server-profiles/{i}","serverHardwareUri":null}}"#
         ),
         SystemKind::Ome => format!(r#"{{"Id":{i},"ProfileName":"p-{i}","TargetId":0}}"#),
+        SystemKind::Intersight => format!(r#"{{"Moid":"m{i}","Name":"p-{i}"}}"#),
         SystemKind::Ucsm | SystemKind::UcsCentral => {
             format!(r#"<lsServer dn="org-root/ls-p-{i}" name="p-{i}" type="instance" pnDn="" />"#)
         }
@@ -352,6 +364,12 @@ async fn attack_answer(
                     let items: Vec<String> = (0..top).map(|i| item(kind, i)).collect();
                     format!(r#"{{"value":[{}]}}"#, items.join(","))
                 }
+                // Every page full, no Count: only max_pages ends it.
+                SystemKind::Intersight => {
+                    let top: usize = query_param(&req.path, "$top").unwrap_or(8) as usize;
+                    let items: Vec<String> = (0..top).map(|i| item(kind, i)).collect();
+                    format!(r#"{{"Results":[{}]}}"#, items.join(","))
+                }
                 SystemKind::Ucsm | SystemKind::UcsCentral => unreachable!("UCSM does not page"),
             };
             respond_counted(conn, content_type, body.as_bytes(), seen).await
@@ -365,6 +383,9 @@ async fn attack_answer(
                 ),
                 SystemKind::Ome => {
                     format!(r#"{{"@odata.count":{n},"value":[{}]}}"#, items.join(","))
+                }
+                SystemKind::Intersight => {
+                    format!(r#"{{"Count":{n},"Results":[{}]}}"#, items.join(","))
                 }
                 SystemKind::Ucsm | SystemKind::UcsCentral => {
                     format!("{open}{}{close}", items.join(""))

@@ -1,8 +1,9 @@
 """Shared fixture for the vendor-SDK conformance tests.
 
 Starts the real binary in demo mode (the simulators over HTTPS plus the gateway; UCS Central on
-127.0.0.2:443, the only port Cisco's ucscsdk connects to), and
-hands the tests the URLs, the simulators' CA and the credentials. The official vendor SDKs are
+127.0.0.2:443, the only port Cisco's ucscsdk connects to; the Intersight simulator told the
+public halves of API keys generated here, whose private halves Cisco's intersight SDK signs
+with), and hands the tests the URLs, the simulators' CA and the credentials. The official vendor SDKs are
 then pointed at the simulators, and their answers compared with the gateway's.
 """
 
@@ -52,13 +53,39 @@ def _get(url: str, ctx=None, timeout=2.0, token=None):
         return r.status, r.read()
 
 
+def _api_keys(directory: Path) -> dict:
+    """Intersight API keys as Intersight hands them out: RSA (PKCS#1 PEM) and EC P-256 (PKCS#8
+    and SEC1 PEM). Returns {key_id: (private key path, key type)}; public halves next to them."""
+    from Crypto.PublicKey import ECC, RSA
+
+    keys = {}
+    rsa = RSA.generate(2048)
+    ec = ECC.generate(curve="P-256")
+    ec_sec1 = ECC.generate(curve="P-256")
+    for key_id, private_pem, public_pem, kind in [
+        ("sdk/rsa/pkcs1", rsa.export_key("PEM"), rsa.publickey().export_key("PEM"), "rsa"),
+        ("sdk/ec/pkcs8", ec.export_key(format="PEM").encode(),
+         ec.public_key().export_key(format="PEM").encode(), "ec"),
+        ("sdk/ec/sec1", ec_sec1.export_key(format="PEM", use_pkcs8=False).encode(),
+         ec_sec1.public_key().export_key(format="PEM").encode(), "ec"),
+    ]:
+        stem = key_id.replace("/", "-")
+        (directory / f"{stem}.pem").write_bytes(private_pem)
+        (directory / f"{stem}.pub.pem").write_bytes(public_pem)
+        keys[key_id] = (str(directory / f"{stem}.pem"), kind)
+    return keys
+
+
 class Stack:
-    def __init__(self, gateway, oneview, ucsm, ome, ucs_central, ca_file):
+    def __init__(self, gateway, oneview, ucsm, ome, ucs_central, intersight, api_keys, ca_file):
         self.gateway = gateway
         self.oneview = oneview
         self.ucsm = ucsm
         self.ome = ome
         self.ucs_central = ucs_central
+        self.intersight = intersight
+        # {key_id: (private key path, "rsa" | "ec")}, each accepted by the Intersight simulator.
+        self.api_keys = api_keys
         self.ca_file = ca_file
         self.username = USERNAME
         self.password = PASSWORD
@@ -78,7 +105,12 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack():
-    ports = {k: _free_port() for k in ("gateway", "oneview", "ucsm", "ome")}
+    ports = {k: _free_port() for k in ("gateway", "oneview", "ucsm", "ome", "intersight")}
+    key_dir = Path(tempfile.mkdtemp(prefix="igw-sdk-keys-"))
+    api_keys = _api_keys(key_dir)
+    key_args = []
+    for key_id, (path, _) in api_keys.items():
+        key_args += ["--intersight-public-key", f"{key_id}={path[:-4]}.pub.pem"]
     cmd = [
         _binary(), "demo", "--tls", "--servers", "20", "--seed", "7",
         "--port", str(ports["gateway"]), "--token", TOKEN,
@@ -86,6 +118,7 @@ def stack():
         "--ucsm-port", str(ports["ucsm"]),
         "--ome-port", str(ports["ome"]),
         "--ucs-central-bind", CENTRAL_HOST, "--ucs-central-port", "443",
+        "--intersight-port", str(ports["intersight"]), *key_args,
     ]
     log = tempfile.NamedTemporaryFile(prefix="igw-demo-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -113,7 +146,7 @@ def stack():
     ca_file.write_bytes(ca_pem)
     yield Stack(
         gateway, urls["oneview"], urls["ucsm"], urls["ome"], f"https://{CENTRAL_HOST}:443",
-        str(ca_file),
+        urls["intersight"], api_keys, str(ca_file),
     )
     proc.terminate()
     try:

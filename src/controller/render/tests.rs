@@ -61,6 +61,7 @@ fn record(vendor: Vendor, name: &str, bmc: &str, macs: &[&str]) -> ServerRecord 
         fetched_at: chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         stale: false,
         unverified: Vec::new(),
+        nics_unavailable: None,
     }
 }
 

@@ -26,13 +26,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
+use super::odata;
 use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
 use super::{retry_after, snippet, Backend, BackendError};
 use crate::config::SystemConfig;
 use crate::domain::{Nic, ServerName, ServerRecord, SystemKind, Vendor};
 
-pub mod odata;
 pub mod parse;
 
 use parse::{Device, Profile, ProfileTarget};
@@ -326,6 +326,7 @@ impl Ome {
             fetched_at: Utc::now(),
             stale: false,
             unverified: Vec::new(),
+            nics_unavailable: None,
         }
     }
 

@@ -183,6 +183,7 @@ impl OneView {
             fetched_at: chrono::Utc::now(),
             stale: false,
             unverified: Vec::new(),
+            nics_unavailable: None,
         })
     }
 }

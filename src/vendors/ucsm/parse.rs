@@ -269,6 +269,7 @@ pub fn record(
         fetched_at: Utc::now(),
         stale: false,
         unverified: Vec::new(),
+        nics_unavailable: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! OData query building for OME. Kept pure so the escaping, the one place where a value from a
+//! OData query building (OME, Intersight). Kept pure so the escaping, the one place where a value from a
 //! caller or from the appliance enters a query language, is tested on its own.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};

@@ -1,0 +1,152 @@
+//! The neutral fleet as Intersight's managed objects: one `compute.PhysicalSummary` per server,
+//! a `server.Profile` for every fourth, one `adapter.HostEthInterface` per NIC (with the server
+//! among its `Ancestors`, as Intersight's inventory tree has it).
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::sim::SimServer;
+
+/// A server profile assigned to no server.
+pub const UNASSIGNED_PROFILE: &str = "intersight-profile-unassigned";
+
+pub struct Index {
+    pub summaries: Vec<Value>,
+    pub profiles: Vec<Value>,
+    pub host_eth: Vec<Value>,
+    moids: HashMap<String, usize>,
+}
+
+/// Deterministic 24-hex-digit Moids, the shape of Intersight's ObjectIds.
+fn moid(kind: u8, i: usize) -> String {
+    format!("65{kind:02x}{:020x}", i as u64)
+}
+
+fn moref(object_type: &str, moid: &str, collection: &str) -> Value {
+    json!({
+        "ClassId": "mo.MoRef",
+        "ObjectType": object_type,
+        "Moid": moid,
+        "link": format!("https://www.intersight.com/api/v1/{collection}/{moid}"),
+    })
+}
+
+/// Servers known by a profile name.
+pub fn profile_named(i: usize) -> bool {
+    i % 4 == 3
+}
+
+impl Index {
+    pub fn build(fleet: &[SimServer]) -> Self {
+        let mut summaries = Vec::with_capacity(fleet.len());
+        let mut profiles = Vec::new();
+        let mut host_eth = Vec::new();
+        for (i, s) in fleet.iter().enumerate() {
+            let server_moid = moid(0x01, i);
+            let blade = s.model.starts_with("UCSX") || s.model.starts_with("UCSB");
+            let (source_type, collection, dn) = if blade {
+                (
+                    "compute.Blade",
+                    "compute/Blades",
+                    format!("sys/chassis-{}/blade-{}", i / 8 + 1, i % 8 + 1),
+                )
+            } else {
+                (
+                    "compute.RackUnit",
+                    "compute/RackUnits",
+                    format!("sys/rack-unit-{}", i + 1),
+                )
+            };
+            let standalone = s.nics.is_empty();
+            let physical_name = if profile_named(i) {
+                format!("srv-{}", s.serial_number.to_ascii_lowercase())
+            } else {
+                s.name.clone()
+            };
+            summaries.push(json!({
+                "ClassId": "compute.PhysicalSummary",
+                "ObjectType": "compute.PhysicalSummary",
+                "Moid": server_moid,
+                "Name": physical_name,
+                "Dn": dn,
+                "Serial": s.serial_number,
+                "Model": s.model,
+                "Vendor": "Cisco Systems Inc",
+                "MgmtIpAddress": s.bmc_address,
+                "OperPowerState": s.power_state,
+                "SourceObjectType": source_type,
+                "ManagementMode": if standalone { "IntersightStandalone" } else { "Intersight" },
+                "PlatformType": if standalone { "IMCRack" } else if blade { "IMCBlade" } else { "IMCM5" },
+                "NumEthHostInterfaces": s.nics.len(),
+                "NumAdaptors": usize::from(!standalone),
+                "Firmware": "4.3(2.240002)",
+                "AccountMoid": "5f0000000000000000000001",
+                "Ancestors": [],
+                "Tags": [],
+            }));
+            if profile_named(i) {
+                profiles.push(json!({
+                    "ClassId": "server.Profile",
+                    "ObjectType": "server.Profile",
+                    "Moid": moid(0x02, i),
+                    "Name": s.name,
+                    "TargetPlatform": if blade { "FIAttached" } else { "Standalone" },
+                    "AssignedServer": moref(source_type, &server_moid, collection),
+                    "Tags": [],
+                }));
+            }
+            let adapter_moid = moid(0x03, i);
+            for (p, nic) in s.nics.iter().enumerate() {
+                host_eth.push(json!({
+                    "ClassId": "adapter.HostEthInterface",
+                    "ObjectType": "adapter.HostEthInterface",
+                    "Moid": moid(0x04, i * 16 + p),
+                    "Name": nic.name,
+                    "MacAddress": nic.mac.to_ascii_uppercase(),
+                    "Dn": format!("{dn}/adaptor-1/host-eth-{}", nic.name),
+                    "HostEthInterfaceId": p + 1,
+                    "OperState": "up",
+                    "AdminState": "enabled",
+                    "AdapterUnit": moref("adapter.Unit", &adapter_moid, "adapter/Units"),
+                    "Ancestors": [
+                        moref("adapter.Unit", &adapter_moid, "adapter/Units"),
+                        moref(source_type, &server_moid, collection),
+                    ],
+                    "Tags": [],
+                }));
+            }
+        }
+        profiles.push(json!({
+            "ClassId": "server.Profile",
+            "ObjectType": "server.Profile",
+            "Moid": moid(0x02, fleet.len() + 1),
+            "Name": UNASSIGNED_PROFILE,
+            "TargetPlatform": "Standalone",
+            "AssignedServer": null,
+            "Tags": [],
+        }));
+        let moids = summaries
+            .iter()
+            .chain(&profiles)
+            .chain(&host_eth)
+            .enumerate()
+            .filter_map(|(n, v)| Some((v.get("Moid")?.as_str()?.to_owned(), n)))
+            .collect();
+        Self {
+            summaries,
+            profiles,
+            host_eth,
+            moids,
+        }
+    }
+
+    /// The object of `items` with this Moid.
+    pub fn by_moid<'a>(&self, items: &'a [Value], moid: &str) -> Option<&'a Value> {
+        // Moids are unique across collections, but the caller asked one collection.
+        self.moids.get(moid)?;
+        items
+            .iter()
+            .find(|v| v.get("Moid").and_then(Value::as_str) == Some(moid))
+    }
+}

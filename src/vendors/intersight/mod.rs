@@ -1,0 +1,322 @@
+//! Cisco Intersight (SaaS or appliance) over its REST API, every request signed with an API
+//! key ([`signing`]); there is no session to open, renew or log out of.
+//!
+//! Lookup rules:
+//! - The name is a **physical server** name first: `GET /api/v1/compute/PhysicalSummaries?
+//!   $filter=Name eq '<name>'` (rack units and blades alike, as the replaced operator's fork
+//!   asks). Intersight's `eq` is case-sensitive; results are compared case-insensitively on our
+//!   side as for every vendor, so a name spelled in another case than Intersight's is not found.
+//! - No server of that name: the name is tried as a **server profile** (`server/Profiles`,
+//!   `Name eq`), whose `AssignedServer` names the server; an unassigned profile is
+//!   [`BackendError::Unassigned`].
+//! - NICs come from Intersight's own adapter inventory: `adapter/HostEthInterfaces?$filter=
+//!   Ancestors/any(t:t/Moid eq '<server moid>')`, in DN order; the first is the boot MAC
+//!   (Intersight does not say which vNIC boots). A server for which Intersight holds no host
+//!   Ethernet interfaces (standalone rack servers without a managed VIC) gets a record with no
+//!   NICs and `nics_unavailable` saying why.
+//! - Cost: found by server name = 2 calls (summary, interfaces); by profile = 4 calls in 3
+//!   dependent rounds (summary miss, profile, then summary and interfaces concurrently); a miss
+//!   = 2 calls. Every collection is paged with `$top`/`$skip` (Intersight sends no next link).
+
+use async_trait::async_trait;
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::Value;
+use url::Url;
+
+use super::odata;
+use super::upstream::Upstream;
+use super::{retry_after, snippet, Backend, BackendError};
+use crate::config::SystemConfig;
+use crate::domain::{ServerName, ServerRecord, SystemKind, Vendor};
+
+pub mod parse;
+pub mod signing;
+
+use parse::PhysicalSummary;
+use signing::ApiKey;
+
+const API: &str = "/api/v1";
+const SUMMARIES: &str = "/compute/PhysicalSummaries";
+const PROFILES: &str = "/server/Profiles";
+const HOST_ETH: &str = "/adapter/HostEthInterfaces";
+/// Only what the record needs: Intersight's summaries run to 60+ properties each.
+const SUMMARY_FIELDS: &str =
+    "Moid,Name,Serial,Model,MgmtIpAddress,OperPowerState,SourceObjectType,ManagementMode";
+const HOST_ETH_FIELDS: &str = "Name,MacAddress,Dn";
+const PROFILE_FIELDS: &str = "Name,AssignedServer";
+/// Intersight's own ceiling for `$top`.
+const MAX_TOP: u32 = 1000;
+
+/// Why a record has no NICs when Intersight holds no adapter inventory for the server.
+pub const NO_ADAPTER_INVENTORY: &str =
+    "Intersight holds no host Ethernet interfaces for this server (no managed VIC adapter); \
+     its MACs are not known to the gateway";
+
+pub struct Intersight {
+    name: String,
+    endpoint: Url,
+    /// `<endpoint without trailing slash>/api/v1`.
+    base: String,
+    upstream: Upstream,
+    key: ApiKey,
+    page_size: u32,
+    max_pages: u32,
+}
+
+impl Intersight {
+    pub fn new(sys: &SystemConfig, upstream: Upstream, key: ApiKey) -> Result<Self, BackendError> {
+        Ok(Self {
+            name: sys.name.clone(),
+            endpoint: sys.endpoint.clone(),
+            base: format!("{}{API}", sys.endpoint.as_str().trim_end_matches('/')),
+            upstream,
+            key,
+            page_size: sys.page_size.min(MAX_TOP),
+            max_pages: sys.max_pages,
+        })
+    }
+
+    /// One signed GET. The signature covers the path and query exactly as they go on the wire
+    /// and the `Host` header exactly as reqwest derives it from the URL.
+    async fn get_json(&self, key: &str, url: &str) -> Result<Value, BackendError> {
+        let url = Url::parse(url).map_err(|e| self.protocol(key, &format!("bad URL: {e}")))?;
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => return Err(self.protocol(key, "URL without a host")),
+        };
+        let signed = self
+            .key
+            .sign("GET", &target, &host, b"", Utc::now())
+            .map_err(|e| BackendError::Config {
+                system: self.name.clone(),
+                detail: format!("cannot sign with the API key: {e}"),
+            })?;
+        let mut authorization = reqwest::header::HeaderValue::from_str(&signed.authorization)
+            .map_err(|_| self.protocol(key, "signature is not a valid header value"))?;
+        authorization.set_sensitive(true);
+        let request = self
+            .upstream
+            .http()
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::DATE, signed.date)
+            .header("Digest", signed.digest)
+            .header(reqwest::header::AUTHORIZATION, authorization);
+        let reply = self.upstream.exchange(key, request).await?;
+        let (status, headers, body) = (reply.status, reply.headers, reply.body);
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Err(BackendError::Auth {
+                system: self.name.clone(),
+                detail: format!(
+                    "{key}: HTTP {} (API key {}): {}",
+                    status.as_u16(),
+                    self.key.key_id(),
+                    detail(&body)
+                ),
+            });
+        }
+        if !status.is_success() {
+            return Err(BackendError::Status {
+                system: self.name.clone(),
+                endpoint: key.to_owned(),
+                status: status.as_u16(),
+                retry_after: retry_after(&headers),
+                detail: detail(&body),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| self.protocol(key, &format!("not JSON ({e}): {}", snippet(&body))))
+    }
+
+    /// Every item matching `filter` (an unencoded OData expression), paged with `$top`/`$skip`
+    /// until `Count`, a short page or `max_pages`. A page larger than asked, or more than
+    /// `max_pages` full pages, is a protocol failure: a partial answer could hide a match.
+    async fn query(
+        &self,
+        collection: &str,
+        filter: &str,
+        select: &str,
+    ) -> Result<Vec<Value>, BackendError> {
+        let key = format!("GET {API}{collection}");
+        let top = self.page_size;
+        let mut items = Vec::new();
+        let mut received: u64 = 0;
+        for _ in 0..self.max_pages {
+            let url = format!(
+                "{}{collection}?$filter={}&$select={select}&$inlinecount=allpages&$top={top}&$skip={received}",
+                self.base,
+                odata::encode_query_value(filter),
+            );
+            let page = parse::page(self.get_json(&key, &url).await?)
+                .map_err(|d| self.protocol(&key, &d))?;
+            let len = page.items.len() as u64;
+            if len > u64::from(top) {
+                return Err(self.protocol(
+                    &key,
+                    &format!("a page of {len} items where $top = {top} was asked"),
+                ));
+            }
+            received += len;
+            items.extend(page.items);
+            if len < u64::from(top) || page.count.is_some_and(|c| received >= c) {
+                return Ok(items);
+            }
+        }
+        Err(self.protocol(
+            &key,
+            &format!("more than max_pages = {} full pages", self.max_pages),
+        ))
+    }
+
+    async fn summaries_where(
+        &self,
+        prop: &str,
+        value: &str,
+    ) -> Result<Vec<PhysicalSummary>, BackendError> {
+        let key = format!("GET {API}{SUMMARIES}");
+        self.query(SUMMARIES, &odata::filter_eq(prop, value), SUMMARY_FIELDS)
+            .await?
+            .iter()
+            .map(parse::physical_summary)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| self.protocol(&key, &d))
+    }
+
+    async fn nics(&self, moid: &str) -> Result<Vec<crate::domain::Nic>, BackendError> {
+        let key = format!("GET {API}{HOST_ETH}");
+        let filter = format!("Ancestors/any(t:t/Moid eq {})", odata::string_literal(moid));
+        let items = self.query(HOST_ETH, &filter, HOST_ETH_FIELDS).await?;
+        parse::host_eth_interfaces(&items).map_err(|d| self.protocol(&key, &d))
+    }
+
+    async fn record_for_server(
+        &self,
+        server: PhysicalSummary,
+    ) -> Result<ServerRecord, BackendError> {
+        let nics = self.nics(&server.moid).await?;
+        Ok(self.record(server.name.clone(), server, nics))
+    }
+
+    /// The name as a server profile: the server it is assigned to, read concurrently with that
+    /// server's interfaces (both need only its Moid).
+    async fn records_for_profiles(
+        &self,
+        name: &ServerName,
+    ) -> Result<Vec<ServerRecord>, BackendError> {
+        let profiles: Vec<Value> = self
+            .query(
+                PROFILES,
+                &odata::filter_eq("Name", name.as_str()),
+                PROFILE_FIELDS,
+            )
+            .await?
+            .into_iter()
+            .filter(|p| parse::profile_name(p).is_some_and(|n| name.matches(&n)))
+            .collect();
+        let assigned: Vec<(String, String)> = profiles
+            .iter()
+            .filter_map(|p| Some((parse::profile_name(p)?, parse::assigned_server(p)?)))
+            .collect();
+        if assigned.is_empty() {
+            return match profiles.first().and_then(parse::profile_name) {
+                Some(profile) => Err(BackendError::Unassigned {
+                    system: self.name.clone(),
+                    profile,
+                }),
+                None => Ok(Vec::new()),
+            };
+        }
+        futures::future::try_join_all(assigned.into_iter().map(|(profile, moid)| async move {
+            let (servers, nics) =
+                tokio::try_join!(self.summaries_where("Moid", &moid), self.nics(&moid))?;
+            let server = servers.into_iter().find(|s| s.moid == moid).ok_or_else(|| {
+                BackendError::Inconsistent {
+                    system: self.name.clone(),
+                    detail: format!(
+                        "server profile {profile} is assigned to server {moid}, which Intersight does not list"
+                    ),
+                }
+            })?;
+            Ok(self.record(profile, server, nics))
+        }))
+        .await
+    }
+
+    fn record(
+        &self,
+        name: String,
+        server: PhysicalSummary,
+        nics: Vec<crate::domain::Nic>,
+    ) -> ServerRecord {
+        let nics_unavailable = nics.is_empty().then(|| NO_ADAPTER_INVENTORY.to_owned());
+        ServerRecord {
+            name,
+            vendor: Vendor::Cisco,
+            system: SystemKind::Intersight,
+            system_name: self.name.clone(),
+            system_id: format!("{API}{SUMMARIES}/{}", server.moid),
+            bmc: server.bmc,
+            boot_mac: nics.first().map(|n| n.mac),
+            nics,
+            serial_number: server.serial,
+            model: server.model,
+            power_state: server.power_state,
+            fetched_at: Utc::now(),
+            stale: false,
+            unverified: Vec::new(),
+            nics_unavailable,
+        }
+    }
+
+    fn protocol(&self, endpoint: &str, detail: &str) -> BackendError {
+        BackendError::Protocol {
+            system: self.name.clone(),
+            endpoint: endpoint.to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+/// Intersight's error message when the body is its error envelope, else the start of the body.
+fn detail(body: &[u8]) -> String {
+    parse::error_message(body).unwrap_or_else(|| snippet(body))
+}
+
+#[async_trait]
+impl Backend for Intersight {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> SystemKind {
+        SystemKind::Intersight
+    }
+
+    fn endpoint(&self) -> &Url {
+        &self.endpoint
+    }
+
+    async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
+        let servers: Vec<PhysicalSummary> = self
+            .summaries_where("Name", name.as_str())
+            .await?
+            .into_iter()
+            .filter(|s| name.matches(&s.name))
+            .collect();
+        if servers.is_empty() {
+            return self.records_for_profiles(name).await;
+        }
+        futures::future::try_join_all(servers.into_iter().map(|s| self.record_for_server(s))).await
+    }
+
+    /// Nothing to end: every request carries its own signature.
+    async fn logout(&self) {
+        self.upstream.detach_pool();
+    }
+}
