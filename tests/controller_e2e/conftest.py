@@ -167,12 +167,15 @@ def demo_gateway(*fleet_args):
     fleet `fleet_args` choose (`--servers N --seed S` or `--inventory FILE`); yields its URLs,
     then stops them."""
     procs = Processes()
-    ports = {k: free_port() for k in ("gateway", "oneview", "ucsm", "ome", "ucs_central")}
+    ports = {
+        k: free_port() for k in ("gateway", "oneview", "ucsm", "ome", "ucs_central", "intersight")
+    }
     proc = procs.start([
         binary(), "demo", *fleet_args, "--token", TOKEN,
         "--port", str(ports["gateway"]), "--oneview-port", str(ports["oneview"]),
         "--ucsm-port", str(ports["ucsm"]), "--ome-port", str(ports["ome"]),
         "--ucs-central-port", str(ports["ucs_central"]),
+        "--intersight-port", str(ports["intersight"]),
     ], name="demo")
     url = f"http://127.0.0.1:{ports['gateway']}"
 

@@ -133,11 +133,14 @@ def check_build(path, out_dir):
     logins += [(f"systems[{i}].ucsm", s["ucsm"]) for i, s in enumerate(config.get("systems", [])) if "ucsm" in s]
     for label, s in logins:
         files += [(f"{label}.password_file", s.get("password_file")), (f"{label}.ca_bundle", s.get("ca_bundle"))]
+        # Intersight's API key lives in the same Secret as the passwords.
+        files += [(f"{label}.private_key_file", s.get("private_key_file"))]
     for label, file in files:
         if file and mounted_dir(gw_pod, gw, file)[0] is None:
             fail(where, f"{label} = {file} is under no volume mount of the gateway")
     names = {s["name"] for s in config.get("systems", [])}
     pw_keys = {posixpath.basename(s["password_file"]) for _, s in logins if s.get("password_file")}
+    pw_keys |= {posixpath.basename(s["private_key_file"]) for _, s in logins if s.get("private_key_file")}
     ca_keys = {posixpath.basename(s["ca_bundle"]) for _, s in logins if s.get("ca_bundle")}
     if pw_keys and pw_keys != template_keys("appliance-credentials.yaml"):
         fail(where, f"password files {sorted(pw_keys)} != keys of deploy/secrets/appliance-credentials.yaml")

@@ -12,7 +12,7 @@ st="$(realpath -s "$st")"
 scratch="$(mktemp -d)"
 token="st-ci-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 out="$(mktemp)"
-"$bin" demo --port 0 --oneview-port 0 --ucsm-port 0 --ome-port 0 --ucs-central-port 0 --token "$token" >"$out" 2>&1 &
+"$bin" demo --port 0 --oneview-port 0 --ucsm-port 0 --ome-port 0 --ucs-central-port 0 --intersight-port 0 --token "$token" >"$out" 2>&1 &
 demo=$!
 trap 'kill "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; rm -rf "$out" "$scratch"' EXIT
 gateway=""

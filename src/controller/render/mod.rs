@@ -96,8 +96,9 @@ impl Default for RenderOptions {
 /// A permanent reason not to create a host: the generator goes to `Failed` with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
-    #[error("server {0:?} has no NICs in its management system")]
-    NoNics(String),
+    /// The server, and why its system has no NICs for it when it says (`nics_unavailable`).
+    #[error("server {0:?} has no NICs in its management system{reason}", reason = because(.1))]
+    NoNics(String, Option<String>),
     #[error("macIndex {index} does not exist: the server has {nics} NIC(s)")]
     MacIndexOutOfRange { index: String, nics: usize },
     #[error("server {0:?} has no usable BMC address in its management system")]
@@ -234,4 +235,12 @@ pub fn render(
         namespace,
         vendor,
     })
+}
+
+/// `": <reason>"`, or nothing.
+fn because(reason: &Option<String>) -> String {
+    reason
+        .as_deref()
+        .map(|r| format!(": {r}"))
+        .unwrap_or_default()
 }

@@ -188,7 +188,10 @@ pub fn select_nic(
 ) -> Result<NicSelection, RenderError> {
     let nics = &record.nics;
     if nics.is_empty() {
-        return Err(RenderError::NoNics(record.name.clone()));
+        return Err(RenderError::NoNics(
+            record.name.clone(),
+            record.nics_unavailable.clone(),
+        ));
     }
     let pick = |idx: MacIndex, nic_name: &str, source, rule: Option<String>| {
         let i = idx

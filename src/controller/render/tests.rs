@@ -308,8 +308,12 @@ fn what_the_metal3_webhook_would_reject_fails_here() {
     no_nics.nics.clear();
     assert!(matches!(
         run(&ok, &no_nics, &opts),
-        Err(RenderError::NoNics(_))
+        Err(RenderError::NoNics(_, None))
     ));
+    // The system's reason reaches the generator's Failed message.
+    no_nics.nics_unavailable = Some("no adapter inventory".into());
+    let err = run(&ok, &no_nics, &opts).unwrap_err();
+    assert!(err.to_string().ends_with(": no adapter inventory"), "{err}");
 }
 
 #[test]
