@@ -332,7 +332,7 @@ pub struct SystemConfig {
     /// UCS Central only (required there): the UCS Manager login valid in every domain Central
     /// manages, and how to reach a domain from the address Central reports for it.
     #[serde(default)]
-    pub ucsm: Option<UcsmDomainsConfig>,
+    pub ucsm: Option<FleetLogin>,
     /// UCS Central only: exceptions for single domains, by the address Central reports.
     #[serde(default)]
     pub domains: Vec<DomainOverride>,
@@ -346,18 +346,24 @@ pub struct SystemConfig {
     /// …or given inline (exactly one of the two).
     #[serde(default)]
     pub private_key: Option<SecretString>,
+    /// Intersight only: the Redfish login of the CIMCs of servers Intersight holds no adapter
+    /// inventory for (standalone rack servers); without it their records have no NICs.
+    #[serde(default)]
+    pub cimc: Option<FleetLogin>,
 }
 
-/// `[systems.ucsm]` of a `ucs-central` system.
+/// One login valid on many machines a system leads to, and how to reach them from the address
+/// the system reports: `[systems.ucsm]` of a `ucs-central` system (its UCS Manager domains),
+/// `[systems.cimc]` of an `intersight` system (its standalone servers' CIMCs, over Redfish).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UcsmDomainsConfig {
+pub struct FleetLogin {
     pub username: String,
     #[serde(default)]
     pub password: Option<SecretString>,
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// A domain is reached at `scheme://<address Central reports>:port/nuova`.
+    /// A machine is reached at `scheme://<address the system reports>:port`.
     #[serde(default = "default_domain_scheme")]
     pub scheme: String,
     #[serde(default = "default_domain_port")]
@@ -416,10 +422,15 @@ fn read_password(
     ))
 }
 
-impl UcsmDomainsConfig {
-    pub fn resolve_password(&self, system: &str) -> Result<SecretString, ConfigError> {
+impl FleetLogin {
+    /// `section` is `ucsm` or `cimc`, for the error message.
+    pub fn resolve_password(
+        &self,
+        system: &str,
+        section: &str,
+    ) -> Result<SecretString, ConfigError> {
         read_password(
-            &format!("systems.{system}.ucsm.password"),
+            &format!("systems.{system}.{section}.password"),
             &self.password,
             &self.password_file,
         )
@@ -679,10 +690,14 @@ fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), 
         reason: reason.to_owned(),
     };
     if s.kind != SystemKind::Intersight {
-        if s.api_key_id.is_some() || s.private_key_file.is_some() || s.private_key.is_some() {
+        if s.api_key_id.is_some()
+            || s.private_key_file.is_some()
+            || s.private_key.is_some()
+            || s.cimc.is_some()
+        {
             return Err(invalid(
                 key("api_key_id"),
-                "api_key_id and private_key(_file) apply to kind = \"intersight\" only",
+                "api_key_id, private_key(_file) and cimc apply to kind = \"intersight\" only",
             ));
         }
         if s.username.is_empty() {
@@ -696,6 +711,9 @@ fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), 
             "kind = \"intersight\" signs with an API key: give api_key_id and private_key_file, \
              not username/password",
         ));
+    }
+    if let Some(cimc) = &s.cimc {
+        check_fleet_login(cimc, &|f: &str| key(&format!("cimc.{f}")))?;
     }
     match &s.api_key_id {
         Some(id) if !id.trim().is_empty() && !id.contains(['"', '\\', '\n', '\r']) => {}
@@ -758,6 +776,22 @@ fn check_ca_bundle(key: &dyn Fn(&str) -> String, ca: &Option<PathBuf>) -> Result
     }
 }
 
+/// A `[systems.ucsm]` or `[systems.cimc]` login (keys named by `key`).
+fn check_fleet_login(login: &FleetLogin, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let invalid = |key: String, reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    };
+    if login.username.is_empty() {
+        return Err(invalid(key("username"), "must not be empty"));
+    }
+    check_password(key, &login.password, &login.password_file, true)?;
+    if !matches!(login.scheme.as_str(), "http" | "https") {
+        return Err(invalid(key("scheme"), "must be http or https"));
+    }
+    check_ca_bundle(key, &login.ca_bundle)
+}
+
 /// `[systems.ucsm]` and `[[systems.domains]]` belong to `ucs-central`, which needs the former.
 fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     let invalid = |key: String, reason: &str| ConfigError::Invalid {
@@ -779,15 +813,7 @@ fn validate_central(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
             "kind = \"ucs-central\" needs [systems.ucsm]: the UCS Manager login of its domains",
         ));
     };
-    if ucsm.username.is_empty() {
-        return Err(invalid(key("ucsm.username"), "must not be empty"));
-    }
-    let ukey = |f: &str| key(&format!("ucsm.{f}"));
-    check_password(&ukey, &ucsm.password, &ucsm.password_file, true)?;
-    if !matches!(ucsm.scheme.as_str(), "http" | "https") {
-        return Err(invalid(key("ucsm.scheme"), "must be http or https"));
-    }
-    check_ca_bundle(&ukey, &ucsm.ca_bundle)?;
+    check_fleet_login(ucsm, &|f: &str| key(&format!("ucsm.{f}")))?;
     let mut seen = HashSet::new();
     for (j, d) in s.domains.iter().enumerate() {
         let dkey = |f: &str| key(&format!("domains[{j}].{f}"));

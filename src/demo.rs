@@ -182,15 +182,20 @@ pub fn systems_toml(sims: &[SimHandle], ca_bundle: Option<&Path>) -> String {
         if let Some(ca) = ca_bundle {
             let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());
         }
-        // Central's domains share one port on their own loopback addresses: the fleet-wide
-        // UCS Manager login and how to reach the address Central reports.
-        if let Some(domain) = s.members.first() {
+        // Central's domains and Intersight's CIMCs share one port on their own loopback
+        // addresses: the fleet-wide login and how to reach the address the system reports.
+        if let Some(member) = s.members.first() {
+            let section = if s.kind == SystemKind::Intersight {
+                "cimc"
+            } else {
+                "ucsm"
+            };
             let _ = write!(
                 out,
-                "[systems.ucsm]\nusername = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\n\
+                "[systems.{section}]\nusername = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\n\
                  scheme = \"{}\"\nport = {}\n",
-                domain.base_url.scheme(),
-                domain.addr.port()
+                member.base_url.scheme(),
+                member.addr.port()
             );
             if let Some(ca) = ca_bundle {
                 let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());

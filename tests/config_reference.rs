@@ -39,6 +39,15 @@ username = "u"
 password = "p"
 "#;
 
+/// A minimal valid Intersight with a CIMC login: its `[systems.cimc]` keys are only accepted there.
+fn minimal_intersight() -> String {
+    format!(
+        "[[systems]]\nname = \"s\"\nkind = \"intersight\"\nendpoint = \"https://s.example\"\n\
+         api_key_id = \"a/b/c\"\nprivate_key_file = {:?}\n[systems.cimc]\nusername = \"u\"\npassword = \"p\"\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/intersight/ec-sec1.pem")
+    )
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Seg {
     Key(String),
@@ -294,9 +303,11 @@ fn readme_configuration_reference_defaults_are_the_code_defaults() {
             continue;
         };
         let base = if row.key.starts_with("systems[].ucsm.") {
-            MINIMAL_CENTRAL
+            MINIMAL_CENTRAL.to_owned()
+        } else if row.key.starts_with("systems[].cimc.") {
+            minimal_intersight()
         } else {
-            MINIMAL
+            MINIMAL.to_owned()
         };
         let minimal: toml::Table = base.parse().unwrap();
         let baseline = format!("{:?}", load(minimal.clone()).unwrap());

@@ -1,7 +1,8 @@
 //! The Intersight backend against the Intersight simulator over real HTTP(S): every field, the
 //! signature (RSA and EC keys; a wrong key refused), the call budget per cold lookup read from
-//! the simulator's counters, `$top`/`$skip` paging, 429 with `Retry-After`, unassigned
-//! profiles, and hostile names kept inside the `$filter` literal.
+//! the simulators' counters, standalone servers' NICs from their CIMCs (with and without
+//! `$expand`, a dead CIMC, a refused CIMC login, no CIMC login), `$top`/`$skip` paging, 429
+//! with `Retry-After`, unassigned profiles, and hostile names kept inside the `$filter` literal.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,25 +48,49 @@ struct Rig {
     _ca: Option<rig::CaFile>,
 }
 
-/// A simulator with its generated key pair, and a backend signing with it.
+/// A simulator with its generated key pair, and a backend signing with it and reading its
+/// CIMCs with the simulators' login.
 fn start(fleet: Vec<SimServer>, page_size: u32, tls: bool) -> Rig {
-    let sim = rig::start(SystemKind::Intersight, fleet, tls);
+    let mut opts = SimOptions::new(SystemKind::Intersight, fleet);
+    opts.tls = tls;
+    start_with(opts, page_size, Some("sim-password"))
+}
+
+/// `cimc_password`: None = no `[systems.cimc]`.
+fn start_with(opts: SimOptions, page_size: u32, cimc_password: Option<&str>) -> Rig {
+    let tls = opts.tls;
+    let sim = sim::start(opts).expect("simulator starts");
     let key = sim.api_key.clone().expect("the simulator generated a key");
-    let login = format!(
+    let mut login = format!(
         "api_key_id = {:?}\nprivate_key = '''\n{}'''",
         key.key_id,
         key.private_pem.expose_secret()
     );
+    if let (Some(password), Some(cimc)) = (cimc_password, sim.members.first()) {
+        login.push_str(&format!(
+            "\n[systems.cimc]\nusername = \"admin\"\npassword = {password:?}\nscheme = \"{}\"\nport = {}\n",
+            cimc.base_url.scheme(),
+            cimc.addr.port()
+        ));
+    }
     with_login(sim, &login, page_size, tls)
 }
 
 fn with_login(sim: SimHandle, login: &str, page_size: u32, tls: bool) -> Rig {
     let ca = tls.then(|| rig::CaFile::new(&sim));
+    let ca_line = ca.as_ref().map(rig::CaFile::line).unwrap_or_default();
+    // The system's own keys first; `login` may open the [systems.cimc] table (which trusts the
+    // same CA: every simulator's certificate chains to it).
+    let (own, cimc) = login.split_once("\n[systems.cimc]").unwrap_or((login, ""));
+    let cimc = if cimc.is_empty() {
+        String::new()
+    } else {
+        format!("[systems.cimc]{cimc}{ca_line}\n")
+    };
     let toml = format!(
         "[[systems]]\nname = \"intersight-lab\"\nkind = \"intersight\"\nendpoint = \"{}\"\n\
-         {login}\npage_size = {page_size}\ntimeout = \"5s\"\n{}\n",
+         {own}\npage_size = {page_size}\ntimeout = \"5s\"\n{ca_line}\n{cimc}",
         sim.base_url,
-        ca.as_ref().map(rig::CaFile::line).unwrap_or_default()
     );
     let config = Config::from_toml_str(&toml).expect("valid system config");
     let backend = build_backend(&config.systems[0]).expect("backend builds");
@@ -99,11 +124,11 @@ impl Rig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_field_of_every_server_matches_the_fleet_over_tls() {
-    // 20 servers: physical names, profile names (every fourth), standalone rack servers with no
-    // adapter inventory (every fifth), blades and rack units.
+    // 20 servers: physical names, profile names (every fourth), standalone rack servers whose
+    // NICs only their CIMC knows (every fifth), blades and rack units.
     let servers = fleet::generate(SystemKind::Intersight, 42, 20);
     let rig = start(servers.clone(), 8, true);
-    let mut without_nics = 0;
+    let mut standalone = 0;
     for want in &servers {
         let got = rig.find(&want.name).await.unwrap();
         assert_eq!(got.len(), 1, "{}", want.name);
@@ -131,14 +156,18 @@ async fn every_field_of_every_server_matches_the_fleet_over_tls() {
             got.boot_mac,
             want.boot_mac().map(|m| MacAddress::parse(m).unwrap())
         );
-        if want.nics.is_empty() {
-            without_nics += 1;
-            assert_eq!(got.nics_unavailable.as_deref(), Some(NO_ADAPTER_INVENTORY));
-        } else {
-            assert_eq!(got.nics_unavailable, None);
+        assert_eq!(got.nics_unavailable, None);
+        if want.nics_from_bmc {
+            standalone += 1;
+            assert!(got.nics[0]
+                .location
+                .as_deref()
+                .unwrap()
+                .starts_with("/redfish/v1/Systems/"));
         }
     }
-    assert_eq!(without_nics, 4, "servers 5, 10, 15, 20 are standalone");
+    assert_eq!(standalone, 4, "servers 5, 10, 15, 20 are standalone");
+    assert_eq!(rig.sim.members.len(), 4, "one CIMC each");
     rig.sim.stop().await;
 }
 
@@ -176,6 +205,17 @@ async fn a_cold_lookup_costs_two_calls_by_server_name_and_four_by_profile() {
         "by profile: miss, profile, summary + interfaces"
     );
 
+    // Server 5 (index 4) is standalone: its CIMC adds one call, on the CIMC.
+    let before = snapshot();
+    let cimc = &rig.sim.members[0];
+    rig.find(&servers[4].name).await.unwrap();
+    assert_eq!(
+        cost(before),
+        [1, 0, 1],
+        "standalone: summary + (empty) interfaces…"
+    );
+    assert_eq!(rig::total(cimc), 1, "…+ one $expand read of the CIMC");
+
     let before = snapshot();
     assert!(rig.find("intersight-999").await.unwrap().is_empty());
     assert_eq!(
@@ -183,7 +223,10 @@ async fn a_cold_lookup_costs_two_calls_by_server_name_and_four_by_profile() {
         [1, 1, 0],
         "a miss: the server query and the profile query"
     );
-    eprintln!("Intersight cold lookup: 2 calls by server name, 4 by profile name, 2 for a miss");
+    eprintln!(
+        "Intersight cold lookup: 2 calls by server name, 3 for a standalone server (CIMC), \
+         4 by profile name, 2 for a miss"
+    );
     rig.sim.stop().await;
 }
 
@@ -350,4 +393,83 @@ fn the_config_refuses_half_an_api_key_and_passwords() {
     let _ = std::fs::remove_dir_all(&dir);
     // The generated demo key reads back.
     assert!(ApiKey::from_pem("k", &ApiKey::generate_ec_pem().unwrap()).is_ok());
+}
+
+fn standalone_fleet() -> Vec<SimServer> {
+    fleet::generate(SystemKind::Intersight, 11, 5)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cimc_without_expand_is_read_one_interface_at_a_time() {
+    let servers = standalone_fleet();
+    let mut opts = SimOptions::new(SystemKind::Intersight, servers.clone());
+    opts.cimc_expand = false;
+    let rig = start_with(opts, 8, Some("sim-password"));
+    let got = rig.find(&servers[4].name).await.unwrap();
+    rig::assert_nics_match(&got[0], &servers[4]);
+    assert_eq!(
+        rig::total(&rig.sim.members[0]),
+        1 + servers[4].nics.len() as u64,
+        "the collection, then each member"
+    );
+    rig.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cimc_login_the_record_says_why_it_has_no_nics() {
+    let servers = standalone_fleet();
+    let opts = SimOptions::new(SystemKind::Intersight, servers.clone());
+    let rig = start_with(opts, 8, None);
+    let got = rig.find(&servers[4].name).await.unwrap();
+    assert!(got[0].nics.is_empty());
+    assert_eq!(got[0].boot_mac, None);
+    assert_eq!(
+        got[0].nics_unavailable.as_deref(),
+        Some(NO_ADAPTER_INVENTORY)
+    );
+    assert_eq!(rig::total(&rig.sim.members[0]), 0, "no CIMC is asked");
+    rig.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_cimc_fails_its_server_only_and_never_the_system() {
+    let servers = standalone_fleet();
+    let opts = SimOptions::new(SystemKind::Intersight, servers.clone());
+    let rig = start_with(opts, 8, Some("sim-password"));
+    rig.sim.members[0].shared.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        ..Faults::default()
+    });
+    let err = rig.find(&servers[4].name).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Bmc { server, address, .. }
+            if *server == servers[4].name && *address == servers[4].bmc_address),
+        "{err:?}"
+    );
+    assert!(err.is_transient(), "a 503 may pass: {err:?}");
+    assert!(
+        !err.is_system_failure(),
+        "Intersight itself answered: {err:?}"
+    );
+    assert!(
+        err.public_text().contains("the BMC of"),
+        "{}",
+        err.public_text()
+    );
+    // The other servers are unaffected.
+    assert_eq!(rig.find(&servers[0].name).await.unwrap().len(), 1);
+    rig.sim.stop().await;
+
+    // A CIMC that refuses the login: an Auth failure of that BMC, not of Intersight.
+    let opts = SimOptions::new(SystemKind::Intersight, servers.clone());
+    let rig = start_with(opts, 8, Some("wrong-password"));
+    let err = rig.find(&servers[4].name).await.unwrap_err();
+    match &err {
+        BackendError::Bmc { source, .. } => {
+            assert!(matches!(**source, BackendError::Auth { .. }), "{err:?}")
+        }
+        other => panic!("expected a BMC failure, got {other:?}"),
+    }
+    rig.sim.stop().await;
 }

@@ -44,6 +44,7 @@ fn server(name: &str, n: u8, assigned: bool) -> SimServer {
             },
         ],
         assigned,
+        nics_from_bmc: false,
     }
 }
 

@@ -46,6 +46,7 @@ fn server(name: &str, macs: &[&str], bmc: &str) -> SimServer {
             })
             .collect(),
         assigned: true,
+        nics_from_bmc: false,
     }
 }
 

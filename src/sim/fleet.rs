@@ -26,6 +26,10 @@ pub struct SimServer {
     /// False = a profile that exists but has no hardware assigned (OneView).
     #[serde(default = "yes")]
     pub assigned: bool,
+    /// The NICs are known only to the server's own BMC, not to its manager (Intersight's
+    /// standalone rack servers: no adapter inventory; their CIMC answers over Redfish).
+    #[serde(default)]
+    pub nics_from_bmc: bool,
 }
 
 fn yes() -> bool {
@@ -93,6 +97,17 @@ pub fn name_prefix(kind: SystemKind) -> &'static str {
     }
 }
 
+/// Intersight servers that are standalone (1-based `n`): every fifth, at most
+/// [`MAX_STANDALONE_CIMCS`], each with its CIMC on `127.0.2.k`.
+pub fn standalone_cimc(n: usize) -> Option<std::net::Ipv4Addr> {
+    let k = n / 5;
+    (n.is_multiple_of(5) && (1..=MAX_STANDALONE_CIMCS).contains(&k))
+        .then(|| std::net::Ipv4Addr::new(127, 0, 2, k as u8))
+}
+
+/// Simulated CIMCs get `127.0.2.1` … `127.0.2.16` (the simulators' certificate names them).
+pub const MAX_STANDALONE_CIMCS: usize = 16;
+
 /// `count` servers for one system. The same (kind, seed, count) always gives the same fleet.
 pub fn generate(kind: SystemKind, seed: u64, count: usize) -> Vec<SimServer> {
     let salt = match kind {
@@ -136,6 +151,7 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 decoy_bmc_addresses: vec![format!("fe80::9aa0:22ff:fe{:02x}:{:04x}", octet3, n)],
                 nics,
                 assigned: true,
+                nics_from_bmc: false,
             }
         }
         SystemKind::Ucsm | SystemKind::UcsCentral => {
@@ -170,15 +186,15 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 decoy_bmc_addresses: Vec::new(),
                 nics,
                 assigned: true,
+                nics_from_bmc: false,
             }
         }
         SystemKind::Intersight => {
-            // Every fifth is a standalone rack server Intersight holds no adapter inventory for.
-            let nic_count = if n.is_multiple_of(5) {
-                0
-            } else {
-                2 + rng.below(3) as usize
-            };
+            // Every fifth (up to the 16th such) is a standalone rack server Intersight holds no
+            // adapter inventory for: its NICs are known to its CIMC alone, whose simulator
+            // listens on the BMC address (loopback, see `sim::intersight`).
+            let standalone = standalone_cimc(n);
+            let nic_count = 2 + rng.below(3) as usize;
             let nics = (0..nic_count)
                 .map(|p| SimNic {
                     name: format!("eth{p}"),
@@ -189,7 +205,7 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
             SimServer {
                 name,
                 serial_number: format!("WZP{:05}{:03}X", rng.below(100_000), rng.below(1000)),
-                model: if n.is_multiple_of(5) {
+                model: if standalone.is_some() {
                     "UCSC-C240-M5SX".into()
                 } else if n.is_multiple_of(2) {
                     "UCSX-210C-M6".into()
@@ -197,10 +213,14 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                     "UCSC-C220-M6S".into()
                 },
                 power_state,
-                bmc_address: format!("10.50.{octet3}.{octet4}"),
+                bmc_address: match standalone {
+                    Some(ip) => ip.to_string(),
+                    None => format!("10.50.{octet3}.{octet4}"),
+                },
                 decoy_bmc_addresses: Vec::new(),
                 nics,
                 assigned: true,
+                nics_from_bmc: standalone.is_some(),
             }
         }
         SystemKind::Ome => {
@@ -227,6 +247,7 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 decoy_bmc_addresses: vec!["[::]".into()],
                 nics,
                 assigned: true,
+                nics_from_bmc: false,
             }
         }
     }

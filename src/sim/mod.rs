@@ -213,6 +213,8 @@ pub struct SimOptions {
     /// pair it generates and hands out in [`SimHandle::api_key`] (unless an id here is the
     /// generated key's, which then stays unusable: a test of a wrong key).
     pub api_keys: Vec<(String, crate::vendors::intersight::signing::PublicKey)>,
+    /// Intersight only: its CIMCs honour Redfish `$expand` (else they answer links only).
+    pub cimc_expand: bool,
 }
 
 /// An API key the Intersight simulator generated: what a gateway needs to sign for it.
@@ -239,6 +241,7 @@ impl SimOptions {
             workers: 2,
             domains: 3,
             api_keys: Vec::new(),
+            cimc_expand: true,
         }
     }
 }
@@ -269,9 +272,14 @@ impl SimHandle {
 
 /// Binds and starts a simulator on the current tokio runtime.
 pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
-    if opts.kind == SystemKind::UcsCentral {
-        return ucs_central::start(opts);
-    }
+    // Simulators that front others (domains, CIMCs) start those first.
+    let routes: fn(Arc<SimShared>) -> Routes = match opts.kind {
+        SystemKind::Oneview => oneview::routes,
+        SystemKind::Ucsm => ucsm::routes,
+        SystemKind::Ome => ome::routes,
+        SystemKind::UcsCentral => return ucs_central::start(opts),
+        SystemKind::Intersight => return intersight::start(opts),
+    };
     let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.port))?;
     let shared = Arc::new(SimShared::new(
         opts.kind,
@@ -279,43 +287,39 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
         &opts.username,
         &opts.password,
     ));
-    let mut api_key = None;
-    let routes: Routes = match opts.kind {
-        SystemKind::Oneview => oneview::routes(shared.clone()),
-        SystemKind::Ucsm | SystemKind::UcsCentral => ucsm::routes(shared.clone()),
-        SystemKind::Ome => ome::routes(shared.clone()),
-        SystemKind::Intersight => {
-            let (generated, public) = generate_api_key().map_err(std::io::Error::other)?;
-            let mut keys: std::collections::HashMap<_, _> = opts.api_keys.iter().cloned().collect();
-            keys.entry(generated.key_id.clone()).or_insert(public);
-            api_key = Some(generated);
-            intersight::routes(shared.clone(), keys)
-        }
-    };
-    let mut handle = serve(&opts, listener, shared, routes, Vec::new())?;
-    handle.api_key = api_key;
-    Ok(handle)
+    serve(&opts, listener, shared.clone(), routes(shared), Vec::new())
 }
 
-/// A fresh EC P-256 key pair under [`SIM_API_KEY_ID`].
-fn generate_api_key() -> Result<
-    (SimApiKey, crate::vendors::intersight::signing::PublicKey),
-    crate::vendors::intersight::signing::KeyError,
-> {
-    use crate::vendors::intersight::signing::ApiKey;
-    let pem = ApiKey::generate_ec_pem()?;
-    let public = ApiKey::from_pem(SIM_API_KEY_ID, &pem)?.public_key();
-    Ok((
-        SimApiKey {
-            key_id: SIM_API_KEY_ID.to_owned(),
-            private_pem: pem.into(),
-        },
-        public,
-    ))
+/// One listener per address, all on the same port: a free one on the first address, then the
+/// same on the others (tried again with another port when one of those is taken). UCS
+/// Central's domains and Intersight's CIMCs listen this way.
+pub(crate) fn shared_port_listeners(addrs: &[Ipv4Addr]) -> std::io::Result<Vec<TcpListener>> {
+    let Some((&first_addr, rest)) = addrs.split_first() else {
+        return Ok(Vec::new());
+    };
+    let mut last_err = None;
+    for _ in 0..32 {
+        let first = TcpListener::bind(SocketAddr::new(IpAddr::V4(first_addr), 0))?;
+        let port = first.local_addr()?.port();
+        let mut all = vec![first];
+        for &addr in rest {
+            match TcpListener::bind(SocketAddr::new(IpAddr::V4(addr), port)) {
+                Ok(l) => all.push(l),
+                Err(e) => {
+                    last_err = Some(e);
+                    break;
+                }
+            }
+        }
+        if all.len() == addrs.len() {
+            return Ok(all);
+        }
+    }
+    Err(last_err.unwrap_or_else(|| std::io::Error::other("no common port for the listeners")))
 }
 
 /// Serves `routes` (and the `/_sim/` control plane) on `listener`.
-fn serve(
+pub(crate) fn serve(
     opts: &SimOptions,
     listener: TcpListener,
     shared: Arc<SimShared>,

@@ -46,6 +46,8 @@ fn build() -> Result<SimTls, String> {
         "::1".to_owned(),
     ];
     names.extend((1..=ucs_central_max_domains()).map(|k| format!("127.0.1.{k}")));
+    // 127.0.2.x: the standalone servers' CIMCs behind the Intersight simulator.
+    names.extend((1..=super::fleet::MAX_STANDALONE_CIMCS).map(|k| format!("127.0.2.{k}")));
     let mut leaf_params = CertificateParams::new(names).map_err(|x| e("leaf", &x))?;
     leaf_params
         .distinguished_name

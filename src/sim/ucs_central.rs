@@ -10,7 +10,7 @@
 //! deployed nowhere, `domain=""`) and `<prefix>-orphan` (naming an address Central does not
 //! list among its domains).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use super::fleet::name_prefix;
@@ -82,26 +82,8 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
     serve(&opts, listener, shared, routes, members)
 }
 
-/// One listener per domain, all on the same port: a free one on the first address, then
-/// the same on the others (tried again with another port when one of those is taken).
+/// One listener per domain, all on the same port.
 fn domain_listeners(count: usize) -> std::io::Result<Vec<TcpListener>> {
-    let mut last_err = None;
-    for _ in 0..32 {
-        let first = TcpListener::bind(SocketAddr::new(IpAddr::V4(domain_address(0)), 0))?;
-        let port = first.local_addr()?.port();
-        let mut all = vec![first];
-        for k in 1..count {
-            match TcpListener::bind(SocketAddr::new(IpAddr::V4(domain_address(k)), port)) {
-                Ok(l) => all.push(l),
-                Err(e) => {
-                    last_err = Some(e);
-                    break;
-                }
-            }
-        }
-        if all.len() == count {
-            return Ok(all);
-        }
-    }
-    Err(last_err.unwrap_or_else(|| std::io::Error::other("no common port for the domains")))
+    let addrs: Vec<Ipv4Addr> = (0..count).map(domain_address).collect();
+    super::shared_port_listeners(&addrs)
 }

@@ -63,6 +63,16 @@ pub enum BackendError {
         profile: String,
         source: Box<BackendError>,
     },
+    /// A server's own BMC, read because its manager lacks what the record needs (Intersight's
+    /// standalone servers: their CIMC's Redfish NICs). One BMC failing says nothing about the
+    /// manager's health, so this never counts against the manager's breaker.
+    #[error("{system}: the BMC of {server} at {address}: {source}")]
+    Bmc {
+        system: String,
+        server: String,
+        address: String,
+        source: Box<BackendError>,
+    },
     /// The gateway itself holds back: circuit open, or no outbound slot within the wait bound.
     #[error("{system} is unavailable: {reason}")]
     Unavailable {
@@ -78,7 +88,7 @@ impl BackendError {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
-            Self::Domain { source, .. } => source.is_transient(),
+            Self::Domain { source, .. } | Self::Bmc { source, .. } => source.is_transient(),
             _ => false,
         }
     }
@@ -88,7 +98,7 @@ impl BackendError {
         match self {
             Self::Status { retry_after, .. } => *retry_after,
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
-            Self::Domain { source, .. } => source.retry_after(),
+            Self::Domain { source, .. } | Self::Bmc { source, .. } => source.retry_after(),
             _ => None,
         }
     }
@@ -103,6 +113,7 @@ impl BackendError {
                 | Self::Unavailable { .. }
                 | Self::Config { .. }
                 | Self::Domain { .. }
+                | Self::Bmc { .. }
         )
     }
 
@@ -110,7 +121,7 @@ impl BackendError {
     pub fn is_timeout(&self) -> bool {
         match self {
             Self::Timeout { .. } => true,
-            Self::Domain { source, .. } => source.is_timeout(),
+            Self::Domain { source, .. } | Self::Bmc { source, .. } => source.is_timeout(),
             _ => false,
         }
     }
@@ -120,7 +131,7 @@ impl BackendError {
     pub fn is_throttled(&self) -> bool {
         match self {
             Self::Unavailable { .. } | Self::Status { status: 429, .. } => true,
-            Self::Domain { source, .. } => source.is_throttled(),
+            Self::Domain { source, .. } | Self::Bmc { source, .. } => source.is_throttled(),
             _ => false,
         }
     }
@@ -157,6 +168,15 @@ impl BackendError {
                 "{system}: UCS domain {domain} (service profile {profile}): {}",
                 source.public_text()
             ),
+            Self::Bmc {
+                server,
+                address,
+                source,
+                ..
+            } => format!(
+                "{system}: the BMC of {server} at {address}: {}",
+                source.public_text()
+            ),
             // The gateway's own words (circuit open, outbound budget spent): no internals.
             Self::Unavailable { reason, .. } => format!("{system}: unavailable ({reason})"),
         }
@@ -173,6 +193,7 @@ impl BackendError {
             | Self::Config { system, .. }
             | Self::Inconsistent { system, .. }
             | Self::Domain { system, .. }
+            | Self::Bmc { system, .. }
             | Self::Unavailable { system, .. } => system,
         }
     }
@@ -274,9 +295,37 @@ pub fn build_backend_with(
         SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream, password()?)?),
         SystemKind::Intersight => {
             let key = sys.resolve_api_key().map_err(|e| config_err(sys, e))?;
-            Arc::new(intersight::Intersight::new(sys, upstream, key)?)
+            let cimc = match &sys.cimc {
+                Some(login) => Some(cimc_reader(sys, login, env)?),
+                None => None,
+            };
+            Arc::new(intersight::Intersight::new(sys, upstream, key, cimc)?)
         }
     })
+}
+
+/// The reader of an Intersight system's CIMCs: their own clients (CA bundle, TLS setting),
+/// throttle and metrics label `<system>/cimc`.
+fn cimc_reader(
+    sys: &SystemConfig,
+    login: &crate::config::FleetLogin,
+    env: &BackendEnv,
+) -> Result<intersight::cimc::Cimc, BackendError> {
+    let password = login
+        .resolve_password(&sys.name, "cimc")
+        .map_err(|e| config_err(sys, e))?;
+    let mut cimc_sys = sys.clone();
+    cimc_sys.name = format!("{}/cimc", sys.name);
+    cimc_sys.ca_bundle = login.ca_bundle.clone();
+    cimc_sys.insecure_skip_verify = login.insecure_skip_verify;
+    Ok(intersight::cimc::Cimc::new(
+        cimc_sys.name.clone(),
+        build_upstream(&cimc_sys, env)?,
+        login.username.clone(),
+        password,
+        login.scheme.clone(),
+        login.port,
+    ))
 }
 
 /// The pooled clients, throttle and observer of one system's (or domain's) exchanges.

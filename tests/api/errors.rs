@@ -53,8 +53,19 @@ async fn failure_details_say_which_system_and_how_and_internals_only_for_admin()
         "admin sees the endpoint: {admin}"
     );
 
-    // A system that refuses connections: kind of failure, no address.
-    stack.sim(SystemKind::Oneview).stop().await;
+    // A system that refuses connections: kind of failure, no address. Its listener is closed
+    // once a connect is refused (stop returns when the workers stop, which under load can be
+    // before the socket is).
+    let sim = stack.sim(SystemKind::Oneview);
+    sim.stop().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(sim.addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the simulator still accepts"
+        );
+        tokio::task::yield_now().await;
+    }
     let (status, read) = problem_of(
         stack
             .client

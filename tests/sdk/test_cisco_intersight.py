@@ -115,7 +115,9 @@ def test_the_adapter_inventory_holds_the_servers_macs(client, inventory):
             filter=f"Ancestors/any(t:t/Moid eq '{moid}')"
         )
         macs = sorted(i.mac_address.lower() for i in (page.results or []))
-        assert macs == sorted(n["mac"] for n in server["nics"]), server["name"]
+        # A standalone server's NICs are known to its CIMC alone.
+        want = [] if server["nics_from_bmc"] else sorted(n["mac"] for n in server["nics"])
+        assert macs == want, server["name"]
 
 
 def test_paging_with_top_and_skip_visits_every_server_once(client, inventory):
@@ -164,3 +166,16 @@ def test_the_gateway_answers_what_the_sdk_reads(stack, client, inventory):
     assert sorted(n["mac"] for n in record["nics"]) == sorted(
         i.mac_address.lower() for i in page.results
     )
+
+
+def test_the_gateway_reads_a_standalone_servers_nics_from_its_cimc(stack, client, inventory):
+    server = next(s for s in inventory if s["nics_from_bmc"])
+    [summary] = _physical(client, server["name"])
+    page = AdapterApi(client).get_adapter_host_eth_interface_list(
+        filter=f"Ancestors/any(t:t/Moid eq '{summary.moid}')"
+    )
+    assert not page.results, "Intersight holds no adapter inventory for it"
+    record = stack.gateway_record(server["name"], vendor="cisco")
+    assert record["bmc"]["address"] == summary.mgmt_ip_address == server["bmc_address"]
+    assert [n["mac"] for n in record["nics"]] == [n["mac"] for n in server["nics"]]
+    assert "nics_unavailable" not in record

@@ -9,15 +9,20 @@
 //! one extra profile, [`UNASSIGNED_PROFILE`], is assigned to no server.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::{Arc, RwLock};
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::{Entry, Routes, SimServer, SimShared};
-use crate::vendors::intersight::signing::PublicKey;
+use super::{
+    Entry, Routes, SimApiKey, SimHandle, SimOptions, SimServer, SimShared, SIM_API_KEY_ID,
+};
+use crate::domain::SystemKind;
+use crate::vendors::intersight::signing::{ApiKey, KeyError, PublicKey};
 
+pub mod cimc;
 pub mod query;
 pub mod render;
 pub mod verify;
@@ -26,6 +31,62 @@ use query::{Predicate, Query};
 use render::Index;
 
 pub use render::UNASSIGNED_PROFILE;
+
+/// The Intersight simulator, and one CIMC simulator per standalone server (`nics_from_bmc`) on
+/// the server's BMC address (`127.0.2.k`, one port shared by all, see
+/// [`crate::sim::fleet::standalone_cimc`]): the gateway reaches a CIMC exactly as it would a real
+/// one, and each has its own `/_sim/` control plane. The handle's `api_key` is the generated key
+/// pair; `opts.api_keys` are accepted too.
+pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
+    let (generated, public) = generate_api_key().map_err(std::io::Error::other)?;
+    let mut keys: HashMap<_, _> = opts.api_keys.iter().cloned().collect();
+    keys.entry(generated.key_id.clone()).or_insert(public);
+    let standalone: Vec<(Ipv4Addr, SimServer)> = opts
+        .fleet
+        .iter()
+        .filter(|s| s.nics_from_bmc)
+        .filter_map(|s| Some((s.bmc_address.parse().ok()?, s.clone())))
+        .collect();
+    let addrs: Vec<Ipv4Addr> = standalone.iter().map(|(a, _)| *a).collect();
+    let mut members = Vec::with_capacity(standalone.len());
+    for ((_, server), listener) in standalone
+        .into_iter()
+        .zip(super::shared_port_listeners(&addrs)?)
+    {
+        let shared = Arc::new(SimShared::new(
+            SystemKind::Intersight,
+            vec![server.clone()],
+            &opts.username,
+            &opts.password,
+        ));
+        let routes = cimc::routes(shared.clone(), server, opts.cimc_expand);
+        members.push(super::serve(&opts, listener, shared, routes, Vec::new())?);
+    }
+    let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.port))?;
+    let shared = Arc::new(SimShared::new(
+        SystemKind::Intersight,
+        opts.fleet.clone(),
+        &opts.username,
+        &opts.password,
+    ));
+    let routes = routes(shared.clone(), keys);
+    let mut handle = super::serve(&opts, listener, shared, routes, members)?;
+    handle.api_key = Some(generated);
+    Ok(handle)
+}
+
+/// A fresh EC P-256 key pair under [`SIM_API_KEY_ID`].
+fn generate_api_key() -> Result<(SimApiKey, PublicKey), KeyError> {
+    let pem = ApiKey::generate_ec_pem()?;
+    let public = ApiKey::from_pem(SIM_API_KEY_ID, &pem)?.public_key();
+    Ok((
+        SimApiKey {
+            key_id: SIM_API_KEY_ID.to_owned(),
+            private_pem: pem.into(),
+        },
+        public,
+    ))
+}
 
 pub fn routes(shared: Arc<SimShared>, keys: HashMap<String, PublicKey>) -> Routes {
     let sim = web::Data::new(IntersightSim::new(shared, keys));

@@ -58,7 +58,7 @@ impl Index {
                     format!("sys/rack-unit-{}", i + 1),
                 )
             };
-            let standalone = s.nics.is_empty();
+            let standalone = s.nics_from_bmc;
             let physical_name = if profile_named(i) {
                 format!("srv-{}", s.serial_number.to_ascii_lowercase())
             } else {
@@ -78,7 +78,7 @@ impl Index {
                 "SourceObjectType": source_type,
                 "ManagementMode": if standalone { "IntersightStandalone" } else { "Intersight" },
                 "PlatformType": if standalone { "IMCRack" } else if blade { "IMCBlade" } else { "IMCM5" },
-                "NumEthHostInterfaces": s.nics.len(),
+                "NumEthHostInterfaces": managed_nics_count(s),
                 "NumAdaptors": usize::from(!standalone),
                 "Firmware": "4.3(2.240002)",
                 "AccountMoid": "5f0000000000000000000001",
@@ -97,7 +97,9 @@ impl Index {
                 }));
             }
             let adapter_moid = moid(0x03, i);
-            for (p, nic) in s.nics.iter().enumerate() {
+            // A standalone server's NICs are its CIMC's to tell.
+            let managed_nics = if standalone { &[][..] } else { &s.nics[..] };
+            for (p, nic) in managed_nics.iter().enumerate() {
                 host_eth.push(json!({
                     "ClassId": "adapter.HostEthInterface",
                     "ObjectType": "adapter.HostEthInterface",
@@ -148,5 +150,13 @@ impl Index {
         items
             .iter()
             .find(|v| v.get("Moid").and_then(Value::as_str) == Some(moid))
+    }
+}
+
+fn managed_nics_count(s: &SimServer) -> usize {
+    if s.nics_from_bmc {
+        0
+    } else {
+        s.nics.len()
     }
 }

@@ -12,11 +12,12 @@
 //! - NICs come from Intersight's own adapter inventory: `adapter/HostEthInterfaces?$filter=
 //!   Ancestors/any(t:t/Moid eq '<server moid>')`, in DN order; the first is the boot MAC
 //!   (Intersight does not say which vNIC boots). A server for which Intersight holds no host
-//!   Ethernet interfaces (standalone rack servers without a managed VIC) gets a record with no
-//!   NICs and `nics_unavailable` saying why.
-//! - Cost: found by server name = 2 calls (summary, interfaces); by profile = 4 calls in 3
-//!   dependent rounds (summary miss, profile, then summary and interfaces concurrently); a miss
-//!   = 2 calls. Every collection is paged with `$top`/`$skip` (Intersight sends no next link).
+//!   Ethernet interfaces (standalone rack servers) has them read from its own CIMC over Redfish
+//!   when `[systems.cimc]` gives the login ([`cimc`]: one more call); without it, or when the
+//!   CIMC lists none, the record has no NICs and `nics_unavailable` says why.
+//! - Cost: found by server name = 2 calls (summary, interfaces), 3 with the CIMC; by profile = 4
+//!   calls in 3 dependent rounds (summary miss, profile, then summary and interfaces
+//!   concurrently), one more with the CIMC; a miss = 2 calls. Every collection is paged with `$top`/`$skip` (Intersight sends no next link).
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -30,6 +31,7 @@ use super::{retry_after, snippet, Backend, BackendError};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind, Vendor};
 
+pub mod cimc;
 pub mod parse;
 pub mod signing;
 
@@ -48,10 +50,18 @@ const PROFILE_FIELDS: &str = "Name,AssignedServer";
 /// Intersight's own ceiling for `$top`.
 const MAX_TOP: u32 = 1000;
 
-/// Why a record has no NICs when Intersight holds no adapter inventory for the server.
+/// Why a record has no NICs: Intersight holds no adapter inventory for the server and no CIMC
+/// login is configured.
 pub const NO_ADAPTER_INVENTORY: &str =
-    "Intersight holds no host Ethernet interfaces for this server (no managed VIC adapter); \
-     its MACs are not known to the gateway";
+    "Intersight holds no host Ethernet interfaces for this server (no managed VIC adapter) and \
+     no CIMC login is configured to read them from the server ([systems.cimc])";
+/// …or the server has no management IP (or serial) to reach its CIMC with.
+pub const NO_CIMC_ADDRESS: &str =
+    "Intersight holds no host Ethernet interfaces for this server and reports no management IP \
+     and serial number to read them from its CIMC with";
+/// …or its CIMC lists none either.
+pub const CIMC_LISTS_NONE: &str =
+    "neither Intersight nor the server's CIMC lists a host Ethernet interface with a MAC";
 
 pub struct Intersight {
     name: String,
@@ -62,11 +72,18 @@ pub struct Intersight {
     key: ApiKey,
     page_size: u32,
     max_pages: u32,
+    cimc: Option<cimc::Cimc>,
 }
 
 impl Intersight {
-    pub fn new(sys: &SystemConfig, upstream: Upstream, key: ApiKey) -> Result<Self, BackendError> {
+    pub fn new(
+        sys: &SystemConfig,
+        upstream: Upstream,
+        key: ApiKey,
+        cimc: Option<cimc::Cimc>,
+    ) -> Result<Self, BackendError> {
         Ok(Self {
+            cimc,
             name: sys.name.clone(),
             endpoint: sys.endpoint.clone(),
             base: format!("{}{API}", sys.endpoint.as_str().trim_end_matches('/')),
@@ -200,7 +217,37 @@ impl Intersight {
         server: PhysicalSummary,
     ) -> Result<ServerRecord, BackendError> {
         let nics = self.nics(&server.moid).await?;
-        Ok(self.record(server.name.clone(), server, nics))
+        let name = server.name.clone();
+        self.complete(name, server, nics).await
+    }
+
+    /// The record, with the NICs from the server's CIMC when Intersight has none for it.
+    async fn complete(
+        &self,
+        name: String,
+        server: PhysicalSummary,
+        nics: Vec<crate::domain::Nic>,
+    ) -> Result<ServerRecord, BackendError> {
+        if !nics.is_empty() {
+            return Ok(self.record(name, server, nics, None));
+        }
+        let Some(cimc) = &self.cimc else {
+            return Ok(self.record(name, server, nics, Some(NO_ADAPTER_INVENTORY)));
+        };
+        let (Some(bmc), Some(serial)) = (&server.bmc, &server.serial) else {
+            return Ok(self.record(name, server, nics, Some(NO_CIMC_ADDRESS)));
+        };
+        let nics = cimc
+            .nics(&bmc.address, serial)
+            .await
+            .map_err(|source| BackendError::Bmc {
+                system: self.name.clone(),
+                server: name.clone(),
+                address: bmc.address.to_string(),
+                source: Box::new(source),
+            })?;
+        let reason = nics.is_empty().then_some(CIMC_LISTS_NONE);
+        Ok(self.record(name, server, nics, reason))
     }
 
     /// The name as a server profile: the server it is assigned to, read concurrently with that
@@ -243,7 +290,7 @@ impl Intersight {
                     ),
                 }
             })?;
-            Ok(self.record(profile, server, nics))
+            self.complete(profile, server, nics).await
         }))
         .await
     }
@@ -253,8 +300,9 @@ impl Intersight {
         name: String,
         server: PhysicalSummary,
         nics: Vec<crate::domain::Nic>,
+        nics_unavailable: Option<&str>,
     ) -> ServerRecord {
-        let nics_unavailable = nics.is_empty().then(|| NO_ADAPTER_INVENTORY.to_owned());
+        let nics_unavailable = nics_unavailable.map(str::to_owned);
         ServerRecord {
             name,
             vendor: Vendor::Cisco,
@@ -315,8 +363,12 @@ impl Backend for Intersight {
         futures::future::try_join_all(servers.into_iter().map(|s| self.record_for_server(s))).await
     }
 
-    /// Nothing to end: every request carries its own signature.
+    /// Nothing to end: every request carries its own signature (and CIMCs are read with
+    /// Basic authentication).
     async fn logout(&self) {
         self.upstream.detach_pool();
+        if let Some(cimc) = &self.cimc {
+            cimc.detach_pool();
+        }
     }
 }

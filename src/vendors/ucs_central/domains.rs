@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::Registered;
-use crate::config::{DomainOverride, SystemConfig, UcsmDomainsConfig};
+use crate::config::{DomainOverride, FleetLogin, SystemConfig};
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 use crate::resilience::{BreakerState, CircuitBreaker};
 use crate::vendors::ucsm::Ucsm;
@@ -48,7 +48,7 @@ impl MemberStatus {
 pub(super) struct Domains {
     central: String,
     base: SystemConfig,
-    login: UcsmDomainsConfig,
+    login: FleetLogin,
     password: SecretString,
     overrides: Vec<(DomainOverride, Option<SecretString>)>,
     env: BackendEnv,
@@ -74,7 +74,7 @@ impl Domains {
             .clone()
             .ok_or_else(|| config_err("[systems.ucsm] is required for ucs-central".into()))?;
         let password = login
-            .resolve_password(&sys.name)
+            .resolve_password(&sys.name, "ucsm")
             .map_err(|e| config_err(e.to_string()))?;
         let overrides = sys
             .domains
