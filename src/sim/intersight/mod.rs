@@ -238,7 +238,33 @@ fn collection_items(index: &Index, c: Collection) -> &[Value] {
 
 fn list(index: &Index, collection: Collection, q: &Query) -> HttpResponse {
     let items = collection_items(index, collection);
-    let matching: Vec<&Value> = items.iter().filter(|v| matches(v, &q.filter)).collect();
+    // An indexed predicate narrows the scan; every predicate is still applied.
+    let narrowed = q.filter.iter().find_map(|p| {
+        let (lookup, key) = match (collection, p) {
+            (Collection::Summaries, Predicate::Eq(prop, v)) if prop == "Name" => {
+                (render::Lookup::SummaryName, v)
+            }
+            (Collection::Summaries, Predicate::Eq(prop, v)) if prop == "Moid" => {
+                (render::Lookup::SummaryMoid, v)
+            }
+            (Collection::Profiles, Predicate::Eq(prop, v)) if prop == "Name" => {
+                (render::Lookup::ProfileName, v)
+            }
+            (Collection::HostEth, Predicate::AncestorMoid(v)) => {
+                (render::Lookup::HostEthAncestor, v)
+            }
+            _ => return None,
+        };
+        Some(index.candidates(lookup, key))
+    });
+    let matching: Vec<&Value> = match narrowed {
+        Some(positions) => positions
+            .iter()
+            .filter_map(|&n| items.get(n))
+            .filter(|v| matches(v, &q.filter))
+            .collect(),
+        None => items.iter().filter(|v| matches(v, &q.filter)).collect(),
+    };
     if q.count_only {
         return HttpResponse::Ok().json(json!({
             "ObjectType": "mo.DocumentCount",

@@ -16,6 +16,18 @@ pub struct Index {
     pub profiles: Vec<Value>,
     pub host_eth: Vec<Value>,
     moids: HashMap<String, usize>,
+    /// (collection, key) → positions: `Name` of summaries and profiles, `Moid` of summaries,
+    /// each `Ancestors` Moid of interfaces. Lets a filtered query skip the full scan, so the
+    /// simulator's own cost stays out of the gateway's measured latency at fleet scale.
+    lookup: HashMap<(Lookup, String), Vec<usize>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    SummaryName,
+    SummaryMoid,
+    ProfileName,
+    HostEthAncestor,
 }
 
 /// Deterministic 24-hex-digit Moids, the shape of Intersight's ObjectIds.
@@ -135,12 +147,49 @@ impl Index {
             .enumerate()
             .filter_map(|(n, v)| Some((v.get("Moid")?.as_str()?.to_owned(), n)))
             .collect();
+        let mut lookup: HashMap<(Lookup, String), Vec<usize>> = HashMap::new();
+        let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        for (n, v) in summaries.iter().enumerate() {
+            for (l, k) in [(Lookup::SummaryName, "Name"), (Lookup::SummaryMoid, "Moid")] {
+                if let Some(t) = text(v, k) {
+                    lookup.entry((l, t)).or_default().push(n);
+                }
+            }
+        }
+        for (n, v) in profiles.iter().enumerate() {
+            if let Some(t) = text(v, "Name") {
+                lookup.entry((Lookup::ProfileName, t)).or_default().push(n);
+            }
+        }
+        for (n, v) in host_eth.iter().enumerate() {
+            for a in v
+                .get("Ancestors")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = text(a, "Moid") {
+                    lookup
+                        .entry((Lookup::HostEthAncestor, t))
+                        .or_default()
+                        .push(n);
+                }
+            }
+        }
         Self {
             summaries,
             profiles,
             host_eth,
             moids,
+            lookup,
         }
+    }
+
+    /// Positions that can match `key` (a superset of the matches: the filter still applies).
+    pub fn candidates(&self, lookup: Lookup, key: &str) -> &[usize] {
+        self.lookup
+            .get(&(lookup, key.to_owned()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The object of `items` with this Moid.
