@@ -77,7 +77,7 @@ def start_demo(binary, log):
             names.append(m.group(3))
         if "Ctrl-C stops everything" in line or time.monotonic() > deadline:
             break
-    assert gateway and len(names) == 4, f"demo banner not understood: {gateway} {names}"
+    assert gateway and len(names) == 5, f"demo banner not understood: {gateway} {names}"
     # Keep draining stdout into the log so the demo never blocks on a full pipe.
     import threading
 
