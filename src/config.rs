@@ -716,11 +716,16 @@ fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), 
         check_fleet_login(cimc, &|f: &str| key(&format!("cimc.{f}")))?;
     }
     match &s.api_key_id {
-        Some(id) if !id.trim().is_empty() && !id.contains(['"', '\\', '\n', '\r']) => {}
+        // It goes into the Authorization header: visible ASCII, no quote or backslash.
+        Some(id)
+            if !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') => {}
         _ => {
             return Err(invalid(
                 key("api_key_id"),
-                "kind = \"intersight\" needs api_key_id (non-empty, no quotes or line breaks)",
+                "kind = \"intersight\" needs api_key_id (visible ASCII, no quote or backslash)",
             ))
         }
     }

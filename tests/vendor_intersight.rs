@@ -17,7 +17,7 @@ use inventory_gateway::sim::intersight::query::{parse_query, Predicate};
 use inventory_gateway::sim::intersight::UNASSIGNED_PROFILE;
 use inventory_gateway::sim::{self, fleet, Faults, SimHandle, SimOptions, SimServer};
 use inventory_gateway::vendors::intersight::signing::{ApiKey, PublicKey};
-use inventory_gateway::vendors::intersight::NO_ADAPTER_INVENTORY;
+use inventory_gateway::vendors::intersight::{NO_ADAPTER_INVENTORY, NO_HOST_INTERFACES};
 use inventory_gateway::vendors::{build_backend, odata, Backend, BackendError};
 use secrecy::ExposeSecret;
 
@@ -244,7 +244,7 @@ async fn rsa_and_ec_keys_from_files_both_sign() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_key_intersight_does_not_know_is_an_auth_failure_asked_once() {
+async fn a_key_intersight_does_not_know_is_a_permanent_auth_failure() {
     let servers = fleet::generate(SystemKind::Intersight, 9, 2);
     // The right key id, the wrong private key.
     let sim = sim_accepting(servers.clone(), "acct/user/key", EC_PUB);
@@ -281,6 +281,14 @@ async fn interfaces_are_paged_with_top_and_skip() {
     rig::assert_nics_match(&got[0], &servers[0]);
     // 2 + 2 + 1: the short page ends it.
     assert_eq!(rig.count(HOST_ETH), 3);
+    rig.sim.stop().await;
+
+    // 4 interfaces, pages of 2: `Count` ends it after two full pages (no empty third page).
+    servers[0].nics.truncate(4);
+    let rig = start(servers.clone(), 2, false);
+    let got = rig.find(&servers[0].name).await.unwrap();
+    rig::assert_nics_match(&got[0], &servers[0]);
+    assert_eq!(rig.count(HOST_ETH), 2);
     rig.sim.stop().await;
 }
 
@@ -400,7 +408,7 @@ fn standalone_fleet() -> Vec<SimServer> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cimc_without_expand_is_read_one_interface_at_a_time() {
+async fn a_cimc_refusing_expand_is_read_one_interface_at_a_time() {
     let servers = standalone_fleet();
     let mut opts = SimOptions::new(SystemKind::Intersight, servers.clone());
     opts.cimc_expand = false;
@@ -409,8 +417,8 @@ async fn a_cimc_without_expand_is_read_one_interface_at_a_time() {
     rig::assert_nics_match(&got[0], &servers[4]);
     assert_eq!(
         rig::total(&rig.sim.members[0]),
-        1 + servers[4].nics.len() as u64,
-        "the collection, then each member"
+        2 + servers[4].nics.len() as u64,
+        "the refused $expand (501), the collection, then each member"
     );
     rig.sim.stop().await;
 }
@@ -471,5 +479,19 @@ async fn a_failing_cimc_fails_its_server_only_and_never_the_system() {
         }
         other => panic!("expected a BMC failure, got {other:?}"),
     }
+    rig.sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fabric_managed_server_without_interfaces_never_costs_a_cimc_call() {
+    let mut servers = standalone_fleet();
+    // Server 1: managed through a fabric, no vNIC deployed yet.
+    servers[0].nics.clear();
+    let opts = SimOptions::new(SystemKind::Intersight, servers.clone());
+    let rig = start_with(opts, 8, Some("sim-password"));
+    let got = rig.find(&servers[0].name).await.unwrap();
+    assert!(got[0].nics.is_empty());
+    assert_eq!(got[0].nics_unavailable.as_deref(), Some(NO_HOST_INTERFACES));
+    assert_eq!(rig::total(&rig.sim.members[0]), 0, "no CIMC is asked");
     rig.sim.stop().await;
 }

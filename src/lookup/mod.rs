@@ -360,8 +360,10 @@ impl LookupService {
 
 impl Inner {
     /// An answer that could not hear from every system is only trusted briefly.
+    /// Unverified answers, and records whose NICs the system could not tell (a CIMC still
+    /// taking inventory), are fresh only for `negative_ttl`.
     fn fresh_for(&self, record: &ServerRecord) -> Duration {
-        if record.unverified.is_empty() {
+        if record.unverified.is_empty() && record.nics_unavailable.is_none() {
             self.config.cache.ttl
         } else {
             self.config.cache.ttl.min(self.config.cache.negative_ttl)
@@ -449,6 +451,13 @@ impl Inner {
                 };
                 self.cache.insert(key, Arc::new(entry)).await;
             }
+            // A miss in a case-sensitive system says nothing about the name's other spellings,
+            // which share this cache key: not remembered here (the per-system "not here"
+            // memory still spares that system a second ask for this spelling).
+            Err(LookupError::NotFound { searched })
+                if self.systems.iter().any(|s| {
+                    s.backend.case_sensitive_names() && searched.iter().any(|n| n == s.name())
+                }) => {}
             Err(LookupError::NotFound { searched }) => {
                 let entry = Cached::NotFound {
                     searched: searched.clone(),
@@ -492,7 +501,13 @@ impl Inner {
         let answers: Vec<Heard> = join_all(targets.iter().map(|&(i, system)| {
             let folded = &folded;
             async move {
-                let absent_key = (folded.clone(), i);
+                // A case-sensitive system's miss holds for this spelling only.
+                let spelled = if system.backend.case_sensitive_names() {
+                    name.as_str().to_owned()
+                } else {
+                    folded.clone()
+                };
+                let absent_key = (spelled, i);
                 if !refresh && self.absent.contains_key(&absent_key) {
                     return (system.name().to_owned(), Ok(Vec::new()));
                 }

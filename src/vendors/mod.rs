@@ -218,6 +218,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Every server this system knows under `name` (case-insensitive). Empty = not here;
     /// more than one = ambiguous within this system.
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
+    /// Whether the system matches names only in their exact spelling (Intersight's `eq`):
+    /// then a miss says nothing about another spelling of the name, and the lookup layer keys
+    /// its "not here" memory by the exact spelling for this system.
+    fn case_sensitive_names(&self) -> bool {
+        false
+    }
     /// Systems this one reaches through (UCS Central's domains), as discovered so far.
     fn members(&self) -> Vec<MemberStatus> {
         Vec::new()

@@ -87,6 +87,13 @@ async fn names_match_case_insensitively_and_keep_the_vendor_spelling() {
         // (README, "How each vendor is asked").
         if kind == SystemKind::Intersight {
             assert_eq!(resp.status(), 404, "{kind}");
+            // …and that miss is not remembered for Intersight's own spelling.
+            let resp = stack.get(&format!("/servers/{name}")).await;
+            assert_eq!(
+                resp.status(),
+                200,
+                "{kind}: the exact spelling after a miss"
+            );
             continue;
         }
         assert_eq!(resp.status(), 200, "{kind}");

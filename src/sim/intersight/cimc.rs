@@ -1,8 +1,8 @@
 //! A standalone server's CIMC, the slice of its Redfish service the gateway reads: the service
 //! root, `Systems/<serial>` and its `EthernetInterfaces` (collection, members, and the
 //! collection with `$expand=.`), behind HTTP Basic authentication, counted and faulted through
-//! its own `/_sim/` control plane. `expand = false` makes it answer links only, as a service
-//! without `$expand` support does.
+//! its own `/_sim/` control plane. `expand = false` makes it a service without `$expand`
+//! support: 501 to the parameter (DSP0266), links only in the collection.
 
 use std::sync::Arc;
 
@@ -103,7 +103,16 @@ async fn dispatch(req: HttpRequest, cimc: web::Data<Cimc>) -> HttpResponse {
         }));
     }
     if path == collection {
-        let expanded = cimc.expand && req.query_string().contains("expand");
+        let asked = req.query_string().contains("expand");
+        if asked && !cimc.expand {
+            // DSP0266: an unsupported query parameter is a 501.
+            return error(
+                StatusCode::NOT_IMPLEMENTED,
+                "Base.1.8.QueryNotSupported",
+                "Querying is not supported by the implementation",
+            );
+        }
+        let expanded = cimc.expand && asked;
         let members: Vec<Value> = (0..cimc.server.nics.len())
             .map(|i| {
                 let full = cimc.interface(i);

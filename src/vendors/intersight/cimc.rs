@@ -3,9 +3,9 @@
 //!
 //! One call when the CIMC honours `$expand` (DSP0266 §7.3): `GET /redfish/v1/Systems/<serial>/
 //! EthernetInterfaces?$expand=.($levels=1)` (a CIMC's ComputerSystem id is the server's serial
-//! number). A CIMC that answers with links instead gets one GET per interface, concurrently,
-//! and only for links on the same CIMC under `/redfish/v1/`: the gateway never follows a link
-//! to another host. HTTP Basic authentication (Redfish allows it on every request), so there is
+//! number). A CIMC that refuses the parameter (501, or 400) is asked for the plain collection;
+//! one that answers with links gets one GET per interface, concurrently, and only for links on
+//! the same CIMC under `/redfish/v1/`: the gateway never follows a link to another host. HTTP Basic authentication (Redfish allows it on every request), so there is
 //! no session to leak on thousands of BMCs.
 
 use futures::future::try_join_all;
@@ -67,9 +67,17 @@ impl Cimc {
             crate::vendors::odata::encode_query_value(serial)
         );
         let key = "GET /redfish/v1/Systems/{serial}/EthernetInterfaces";
-        let body = self
+        // DSP0266: a service that does not implement a `$` query parameter answers 501 (some
+        // answer 400): then the plain collection, and its members one by one.
+        let body = match self
             .get(key, &format!("{base}{collection}?$expand=.($levels=1)"))
-            .await?;
+            .await
+        {
+            Err(BackendError::Status {
+                status: 400 | 501, ..
+            }) => self.get(key, &format!("{base}{collection}")).await?,
+            other => other?,
+        };
         let members = body
             .get("Members")
             .and_then(Value::as_array)

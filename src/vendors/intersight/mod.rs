@@ -12,7 +12,8 @@
 //! - NICs come from Intersight's own adapter inventory: `adapter/HostEthInterfaces?$filter=
 //!   Ancestors/any(t:t/Moid eq '<server moid>')`, in DN order; the first is the boot MAC
 //!   (Intersight does not say which vNIC boots). A server for which Intersight holds no host
-//!   Ethernet interfaces (standalone rack servers) has them read from its own CIMC over Redfish
+//!   Ethernet interfaces and that is standalone (`ManagementMode = IntersightStandalone`: no
+//!   fabric, no VIC inventory) has them read from its own CIMC over Redfish
 //!   when `[systems.cimc]` gives the login ([`cimc`]: one more call); without it, or when the
 //!   CIMC lists none, the record has no NICs and `nics_unavailable` says why.
 //! - Cost: found by server name = 2 calls (summary, interfaces), 3 with the CIMC; by profile = 4
@@ -50,8 +51,11 @@ const PROFILE_FIELDS: &str = "Name,AssignedServer";
 /// Intersight's own ceiling for `$top`.
 const MAX_TOP: u32 = 1000;
 
-/// Why a record has no NICs: Intersight holds no adapter inventory for the server and no CIMC
-/// login is configured.
+/// Why a record has no NICs: Intersight holds no adapter inventory for a server it manages
+/// through a fabric (e.g. a blade without a deployed profile); its CIMC is not asked.
+pub const NO_HOST_INTERFACES: &str =
+    "Intersight holds no host Ethernet interfaces for this server (none deployed)";
+/// …a standalone server, and no CIMC login is configured.
 pub const NO_ADAPTER_INVENTORY: &str =
     "Intersight holds no host Ethernet interfaces for this server (no managed VIC adapter) and \
      no CIMC login is configured to read them from the server ([systems.cimc])";
@@ -231,6 +235,9 @@ impl Intersight {
         if !nics.is_empty() {
             return Ok(self.record(name, server, nics, None));
         }
+        if !server.is_standalone() {
+            return Ok(self.record(name, server, nics, Some(NO_HOST_INTERFACES)));
+        }
         let Some(cimc) = &self.cimc else {
             return Ok(self.record(name, server, nics, Some(NO_ADAPTER_INVENTORY)));
         };
@@ -348,6 +355,10 @@ impl Backend for Intersight {
 
     fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    fn case_sensitive_names(&self) -> bool {
+        true
     }
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {

@@ -40,6 +40,14 @@ pub struct PhysicalSummary {
     pub management_mode: Option<String>,
 }
 
+impl PhysicalSummary {
+    /// A rack server Intersight manages without a fabric (`IntersightStandalone`): its NICs
+    /// are its CIMC's to tell when Intersight has no adapter inventory for it.
+    pub fn is_standalone(&self) -> bool {
+        self.management_mode.as_deref() == Some("IntersightStandalone")
+    }
+}
+
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key)
         .and_then(Value::as_str)
@@ -51,18 +59,15 @@ fn text(v: &Value, key: &str) -> Option<String> {
 pub fn physical_summary(v: &Value) -> Result<PhysicalSummary, String> {
     let moid = text(v, "Moid").ok_or("a physical summary without a Moid")?;
     let name = text(v, "Name").ok_or_else(|| format!("physical summary {moid} has no Name"))?;
-    // A CIMC without an address yet reports "" or "0.0.0.0": no BMC rather than a wrong one.
+    // A CIMC without an address yet reports "" or "0.0.0.0"; an unreadable, unspecified or
+    // link-local address is no BMC either (never one to send a CIMC login to).
     let bmc = text(v, "MgmtIpAddress")
-        .filter(|ip| ip != "0.0.0.0")
-        .map(|ip| {
-            BmcAddress::parse(&ip)
-                .map(|address| Bmc {
-                    address,
-                    kind: Some("cimc".into()),
-                })
-                .map_err(|e| format!("physical summary {moid}: MgmtIpAddress: {e}"))
-        })
-        .transpose()?;
+        .and_then(|ip| BmcAddress::parse(&ip).ok())
+        .filter(BmcAddress::is_usable)
+        .map(|address| Bmc {
+            address,
+            kind: Some("cimc".into()),
+        });
     Ok(PhysicalSummary {
         name,
         serial: text(v, "Serial"),
@@ -85,17 +90,19 @@ pub fn profile_name(v: &Value) -> Option<String> {
 }
 
 /// Host Ethernet interfaces (vNICs) in DN order, so the order is the same on every read
-/// whatever order Intersight returns them in.
+/// whatever order Intersight returns them in. One without a MAC yet (not deployed) is skipped;
+/// a MAC that is not a MAC is an error.
 pub fn host_eth_interfaces(items: &[Value]) -> Result<Vec<Nic>, String> {
     let mut rows = items
         .iter()
-        .map(|v| {
+        .filter_map(|v| {
             let name = text(v, "Name").unwrap_or_default();
-            let raw = text(v, "MacAddress")
-                .ok_or_else(|| format!("host eth interface {name:?} has no MacAddress"))?;
-            let mac =
-                MacAddress::parse(&raw).map_err(|e| format!("host eth interface {name:?}: {e}"))?;
-            Ok((text(v, "Dn").unwrap_or_default(), name, mac))
+            let raw = text(v, "MacAddress")?;
+            Some(
+                MacAddress::parse(&raw)
+                    .map(|mac| (text(v, "Dn").unwrap_or_default(), name.clone(), mac))
+                    .map_err(|e| format!("host eth interface {name:?}: {e}")),
+            )
         })
         .collect::<Result<Vec<_>, String>>()?;
     rows.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
@@ -153,13 +160,11 @@ mod tests {
         .unwrap();
         assert_eq!(ok.bmc.unwrap().address.to_string(), "10.0.0.5");
         assert_eq!(ok.power_state.as_deref(), Some("on"));
-        let no_ip =
-            physical_summary(&json!({"Moid": "m", "Name": "s", "MgmtIpAddress": "0.0.0.0"}));
-        assert!(no_ip.unwrap().bmc.is_none());
+        for unusable in ["0.0.0.0", "::", "169.254.169.254", "fe80::1", "x y", ""] {
+            let s = physical_summary(&json!({"Moid": "m", "Name": "s", "MgmtIpAddress": unusable}));
+            assert!(s.unwrap().bmc.is_none(), "{unusable:?}");
+        }
         assert!(physical_summary(&json!({"Name": "s"})).is_err());
-        assert!(
-            physical_summary(&json!({"Moid": "m", "Name": "s", "MgmtIpAddress": "x y"})).is_err()
-        );
     }
 
     #[test]
@@ -172,6 +177,10 @@ mod tests {
         assert_eq!(nics[0].name, "eth0");
         assert_eq!(nics[0].mac.to_string(), "00:25:b5:00:00:01");
         assert!(host_eth_interfaces(&[json!({"Name": "eth0", "MacAddress": "nope"})]).is_err());
-        assert!(host_eth_interfaces(&[json!({"Name": "eth0"})]).is_err());
+        let undeployed = [
+            json!({"Name": "eth0"}),
+            json!({"Name": "eth1", "MacAddress": ""}),
+        ];
+        assert!(host_eth_interfaces(&undeployed).unwrap().is_empty());
     }
 }
