@@ -208,6 +208,15 @@ impl crate::resilience::Transient for BackendError {
     }
 }
 
+/// One server of a system's whole fleet (a sweep), as [`Backend::find`] answers it under
+/// `record.name`, with the other names `find` also answers it under (e.g. an Intersight
+/// server's physical name when its profile's name is the record's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub record: ServerRecord,
+    pub aliases: Vec<String>,
+}
+
 /// A management system that can find servers by name.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -218,6 +227,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Every server this system knows under `name` (case-insensitive). Empty = not here;
     /// more than one = ambiguous within this system.
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
+    /// Every server the system holds (a sweep, for the fleet index), read with the vendor's
+    /// bulk endpoints page by page; each backend's `fleet` says what a sweep costs.
+    async fn list(&self) -> Result<Vec<Listed>, BackendError>;
     /// Whether the system matches names only in their exact spelling (Intersight's `eq`):
     /// then a miss says nothing about another spelling of the name, and the lookup layer keys
     /// its "not here" memory by the exact spelling for this system.

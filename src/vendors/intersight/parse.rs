@@ -80,6 +80,16 @@ pub fn physical_summary(v: &Value) -> Result<PhysicalSummary, String> {
     })
 }
 
+/// The Moids among an object's `Ancestors` (an interface's adapter, then its server).
+pub fn ancestor_moids(v: &Value) -> Vec<String> {
+    v.get("Ancestors")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| text(a, "Moid"))
+        .collect()
+}
+
 /// The server a `server.Profile` is assigned to, if any: its `AssignedServer` reference.
 pub fn assigned_server(v: &Value) -> Option<String> {
     v.get("AssignedServer").and_then(|r| text(r, "Moid"))

@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use futures::future::try_join_all;
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -29,7 +30,7 @@ use url::Url;
 use super::odata;
 use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
-use super::{retry_after, snippet, Backend, BackendError};
+use super::{retry_after, snippet, Backend, BackendError, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{Nic, ServerName, ServerRecord, SystemKind, Vendor};
 
@@ -194,17 +195,24 @@ impl Ome {
         prop: &str,
         value: &str,
     ) -> Result<Vec<Value>, BackendError> {
+        self.pages(path, &odata::filter_param(prop, value), self.page_size)
+            .await
+    }
+
+    /// Every item of `path` selected by `filter` (a ready `$filter=…` parameter, or empty),
+    /// `top` per page; the bounds of [`Self::query_eq`].
+    async fn pages(&self, path: &str, filter: &str, top: u32) -> Result<Vec<Value>, BackendError> {
         let key = format!("GET {path}");
-        let filter = odata::filter_param(prop, value);
-        let top = self.page_size;
+        let filter = filter.to_owned();
         let mut items = Vec::new();
         let mut received: u64 = 0;
         for _ in 0..self.max_pages {
-            let url = format!(
-                "{}{path}?{}",
-                self.base,
+            let query = if filter.is_empty() {
+                format!("$top={top}&$skip={received}")
+            } else {
                 odata::page_query(&filter, top, received)
-            );
+            };
+            let url = format!("{}{path}?{query}", self.base);
             let page = parse::collection(self.get_json(&key, &url).await?)
                 .map_err(|d| self.protocol(&key, &d))?;
             let len = page.items.len() as u64;
@@ -223,10 +231,68 @@ impl Ome {
         Err(self.protocol(
             &key,
             &format!(
-                "more than max_pages = {} full pages for {prop} eq {value:?}",
+                "more than max_pages = {} full pages for {filter:?}",
                 self.max_pages
             ),
         ))
+    }
+
+    /// Every server OME holds, each as [`Backend::find`] answers it: a device bound to a
+    /// profile under the profile's name (its device name an alias), a device without one under
+    /// its device name. Profiles and server devices (`Type eq 1000`) are read in pages of
+    /// `LIST_TOP` concurrently: ⌈profiles/LIST_TOP⌉ + ⌈servers/LIST_TOP⌉ calls; then one
+    /// `serverNetworkInterfaces` inventory read per server (at most 8 at once, within the
+    /// throttle), because OME has no bulk read of NIC inventory.
+    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+        const LIST_TOP: u32 = 500;
+        let server_filter = format!(
+            "$filter={}",
+            odata::encode_query_value(&format!("Type eq {}", parse::DEVICE_TYPE_SERVER))
+        );
+        let (profiles, devices) = tokio::try_join!(
+            self.pages(PROFILES, "", LIST_TOP),
+            self.pages(DEVICES, &server_filter, LIST_TOP),
+        )?;
+        let key = format!("GET {DEVICES}");
+        let devices = devices
+            .iter()
+            .map(parse::device)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|d| self.protocol(&key, &d))?;
+        let mut profile_of: std::collections::HashMap<i64, String> =
+            std::collections::HashMap::new();
+        for p in profiles.iter().filter_map(parse::profile) {
+            let bound = match p.target() {
+                ProfileTarget::Device(id) => Some(id),
+                ProfileTarget::ServiceTag(tag) => {
+                    devices.iter().find(|d| d.has_tag(&tag)).map(|d| d.id)
+                }
+                ProfileTarget::Unassigned => None,
+            };
+            if let Some(id) = bound {
+                profile_of.entry(id).or_insert(p.name);
+            }
+        }
+        let listed =
+            futures::stream::iter(devices.into_iter().filter(Device::is_server).map(|device| {
+                let profile = profile_of.remove(&device.id);
+                async move {
+                    let nics = self.nics(device.id).await?;
+                    let device_name = device.name.clone();
+                    let (name, aliases) = match (profile, device_name) {
+                        (Some(p), Some(d)) if !d.eq_ignore_ascii_case(&p) => (p, vec![d]),
+                        (Some(p), _) => (p, Vec::new()),
+                        (None, Some(d)) => (d, Vec::new()),
+                        (None, None) => (format!("{DEVICES}({})", device.id), Vec::new()),
+                    };
+                    Ok::<_, BackendError>(Listed {
+                        record: self.record(name, device, nics),
+                        aliases,
+                    })
+                }
+            }))
+            .buffer_unordered(8);
+        futures::TryStreamExt::try_collect(listed).await
     }
 
     async fn profiles_named(&self, name: &ServerName) -> Result<Vec<Profile>, BackendError> {
@@ -379,6 +445,10 @@ impl Backend for Ome {
 
     fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+        self.fleet().await
     }
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {

@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::upstream::Upstream;
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 use parse::{HardwareFacts, Profile};
@@ -29,6 +29,7 @@ pub const DEFAULT_API_VERSION: u32 = 4000;
 
 const PROFILES_KEY: &str = "GET /rest/server-profiles";
 const HARDWARE_KEY: &str = "GET /rest/server-hardware/{id}";
+const HARDWARE_LIST_KEY: &str = "GET /rest/server-hardware";
 
 pub struct OneView {
     name: String,
@@ -163,6 +164,14 @@ impl OneView {
 
     async fn record(&self, profile: Profile) -> Result<ServerRecord, BackendError> {
         let hw = self.hardware(&profile).await?.unwrap_or_default();
+        self.record_with(profile, hw)
+    }
+
+    fn record_with(
+        &self,
+        profile: Profile,
+        hw: HardwareFacts,
+    ) -> Result<ServerRecord, BackendError> {
         let (nics, boot_mac) =
             parse::profile_nics(&profile).map_err(|d| self.protocol(PROFILES_KEY, d))?;
         let (Some(name), Some(uri)) = (profile.name, profile.uri) else {
@@ -188,6 +197,96 @@ impl OneView {
     }
 }
 
+impl OneView {
+    /// Every page of `collection` from `first`, as JSON members. Bounded like
+    /// [`Self::candidates`]: `max_pages` GETs, pages of at most `count`, no loop, no link out of
+    /// the collection.
+    async fn all_pages(
+        &self,
+        collection: &str,
+        key: &str,
+        count: u32,
+    ) -> Result<Vec<serde_json::Value>, BackendError> {
+        let mut path = format!("{collection}?start=0&count={count}");
+        let mut seen = std::collections::HashSet::new();
+        let mut members = Vec::new();
+        for _ in 0..self.max_pages {
+            seen.insert(path.clone());
+            let body = self.sessions.get(&path, key).await?;
+            let (page, next) = parse::value_page(&body).map_err(|d| self.protocol(key, d))?;
+            if page.len() > count as usize {
+                return Err(self.protocol(
+                    key,
+                    format!(
+                        "a page of {} members where count = {count} was asked",
+                        page.len()
+                    ),
+                ));
+            }
+            members.extend(page);
+            match next {
+                None => return Ok(members),
+                Some(next) if next == path => return Ok(members),
+                Some(next) if seen.contains(&next) => {
+                    return Err(self.protocol(
+                        key,
+                        format!("nextPageUri {next:?} returns to an earlier page"),
+                    ))
+                }
+                Some(next) if !parse::valid_next_page_in(collection, &next) => {
+                    return Err(
+                        self.protocol(key, format!("nextPageUri {next:?} leaves the collection"))
+                    )
+                }
+                Some(next) => path = next,
+            }
+        }
+        Err(self.protocol(
+            key,
+            format!(
+                "more than max_pages = {} pages of {collection}",
+                self.max_pages
+            ),
+        ))
+    }
+
+    /// Every server the appliance holds: every profile with hardware assigned, joined with
+    /// that hardware, each as [`Backend::find`] answers it. Two collections paged concurrently,
+    /// `LIST_COUNT` per page (OneView's largest): ⌈profiles/256⌉ + ⌈hardware/256⌉ calls.
+    /// Profiles without hardware are not servers and are left out.
+    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+        const LIST_COUNT: u32 = 256;
+        let (profiles, hardware) = tokio::try_join!(
+            self.all_pages(parse::PROFILES_PATH, PROFILES_KEY, LIST_COUNT),
+            self.all_pages(parse::HARDWARE_PATH, HARDWARE_LIST_KEY, LIST_COUNT),
+        )?;
+        let mut facts = std::collections::HashMap::new();
+        for member in &hardware {
+            let (uri, hw) =
+                parse::hardware_member(member).map_err(|d| self.protocol(HARDWARE_LIST_KEY, d))?;
+            facts.insert(uri, hw);
+        }
+        let mut listed = Vec::new();
+        for member in &profiles {
+            let profile =
+                parse::profile_member(member).map_err(|d| self.protocol(PROFILES_KEY, d))?;
+            let Some(uri) = profile.server_hardware_uri.clone() else {
+                continue;
+            };
+            // Hardware added between the two reads: asked for on its own.
+            let hw = match facts.remove(&uri) {
+                Some(hw) => hw,
+                None => self.hardware(&profile).await?.unwrap_or_default(),
+            };
+            listed.push(Listed {
+                record: self.record_with(profile, hw)?,
+                aliases: Vec::new(),
+            });
+        }
+        Ok(listed)
+    }
+}
+
 #[async_trait]
 impl Backend for OneView {
     fn name(&self) -> &str {
@@ -200,6 +299,10 @@ impl Backend for OneView {
 
     fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+        self.fleet().await
     }
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {

@@ -17,6 +17,7 @@ const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 pub const PROFILES_PATH: &str = "/rest/server-profiles";
+pub const HARDWARE_PATH: &str = "/rest/server-hardware";
 pub const HARDWARE_PREFIX: &str = "/rest/server-hardware/";
 
 /// The `filter` query value selecting profiles named `name` (`=` is case-insensitive on the
@@ -44,9 +45,32 @@ pub fn first_page_path(name: &str, page_size: u32) -> Option<String> {
 /// A `nextPageUri` is followed only if it stays inside the profile collection on the same
 /// appliance: the session token goes with it, so an absolute or scheme-relative URI is refused.
 pub fn valid_next_page(uri: &str) -> bool {
-    uri.strip_prefix(PROFILES_PATH)
+    valid_next_page_in(PROFILES_PATH, uri)
+}
+
+/// The same rule for any collection path.
+pub fn valid_next_page_in(collection: &str, uri: &str) -> bool {
+    uri.strip_prefix(collection)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
         && !uri.contains('#')
+}
+
+/// One page of a collection as JSON values (members) and its next link.
+pub fn value_page(body: &[u8]) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("collection is not JSON: {e}"))?;
+    let members = v
+        .get("members")
+        .and_then(serde_json::Value::as_array)
+        .cloned()
+        .ok_or("collection has no `members` array")?;
+    let next = v
+        .get("nextPageUri")
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned);
+    Ok((members, next))
 }
 
 /// `serverHardwareUri` must name one hardware item by a relative path; anything else (another
@@ -285,16 +309,38 @@ pub struct HardwareFacts {
 pub fn hardware(body: &[u8]) -> Result<HardwareFacts, String> {
     let hw: Hardware = serde_json::from_slice(body)
         .map_err(|e| format!("server hardware is not a OneView resource: {e}"))?;
+    Ok(facts(hw))
+}
+
+/// A member of the server-hardware collection: its `uri` and facts.
+pub fn hardware_member(v: &serde_json::Value) -> Result<(String, HardwareFacts), String> {
+    let uri = v
+        .get("uri")
+        .and_then(serde_json::Value::as_str)
+        .filter(|u| valid_hardware_path(u))
+        .ok_or("a server-hardware member without a /rest/server-hardware/<id> uri")?
+        .to_owned();
+    let hw: Hardware = serde_json::from_value(v.clone())
+        .map_err(|e| format!("server hardware {uri} is not a OneView resource: {e}"))?;
+    Ok((uri, facts(hw)))
+}
+
+/// A profile member of a listing page.
+pub fn profile_member(v: &serde_json::Value) -> Result<Profile, String> {
+    serde_json::from_value(v.clone()).map_err(|e| format!("profile is not a OneView resource: {e}"))
+}
+
+fn facts(hw: Hardware) -> HardwareFacts {
     let bmc = ilo_address(&hw).map(|address| Bmc {
         address,
         kind: non_empty(hw.mp_model.as_deref()).map(|m| m.to_ascii_lowercase()),
     });
-    Ok(HardwareFacts {
+    HardwareFacts {
         bmc,
         serial_number: non_empty(hw.serial_number.as_deref()).map(str::to_owned),
         model: non_empty(hw.model.as_deref()).map(str::to_owned),
         power_state: non_empty(hw.power_state.as_deref()).map(str::to_ascii_lowercase),
-    })
+    }
 }
 
 fn non_empty(s: Option<&str>) -> Option<&str> {

@@ -284,6 +284,19 @@ impl Domain {
 
     /// The domain's UCS Manager lookup, through the domain's own breaker.
     pub async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
+        self.guarded(self.ucsm.find(name)).await
+    }
+
+    /// The domain's whole fleet (a sweep), through the domain's own breaker.
+    pub async fn list(&self) -> Result<Vec<crate::vendors::Listed>, BackendError> {
+        self.guarded(self.ucsm.list()).await
+    }
+
+    /// `call` if the breaker lets it through, its outcome recorded in the breaker and history.
+    async fn guarded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
         let permit = self
             .breaker
             .try_acquire()
@@ -293,7 +306,7 @@ impl Domain {
                 retry_after: rejected.retry_after,
             })?;
         let started = Instant::now();
-        let result = self.ucsm.find(name).await;
+        let result = call.await;
         match &result {
             Ok(_) | Err(BackendError::Unassigned { .. }) => {
                 permit.success();

@@ -26,7 +26,7 @@ use url::Url;
 
 use super::ucsm::{parse, XmlApi};
 use super::upstream::Upstream;
-use super::{Backend, BackendEnv, BackendError};
+use super::{Backend, BackendEnv, BackendError, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 use domains::Domains;
@@ -95,6 +95,13 @@ impl UcsCentral {
         if listed_at.is_some_and(|at| at.elapsed() < RELIST_AFTER) {
             return Ok(None);
         }
+        self.read_domains().await?;
+        *listed_at = Some(Instant::now());
+        Ok(self.domains.listed(address))
+    }
+
+    /// Central's registered domains (`computeSystem`), read now and remembered.
+    async fn read_domains(&self) -> Result<Vec<Registered>, BackendError> {
         let root = self
             .central
             .query("configResolveClass", |cookie| {
@@ -113,10 +120,9 @@ impl UcsCentral {
                 })
             })
             .collect();
-        *listed_at = Some(Instant::now());
         tracing::debug!(system = %self.name, domains = listed.len(), "UCS Central domains listed");
-        self.domains.discovered(listed);
-        Ok(self.domains.listed(address))
+        self.domains.discovered(listed.clone());
+        Ok(listed)
     }
 
     /// The profile's records from the domain that holds it.
@@ -181,13 +187,68 @@ impl UcsCentral {
         }
         Ok(wanted
             .into_iter()
-            .map(|mut r| {
-                r.system = SystemKind::UcsCentral;
-                r.system_name = self.name.clone();
-                r.system_id = format!("{}/{}", registered.address, r.system_id);
-                r
-            })
+            .map(|r| self.relabel(r, &registered))
             .collect())
+    }
+
+    /// A domain's record as the Central's.
+    fn relabel(&self, mut r: ServerRecord, registered: &Registered) -> ServerRecord {
+        r.system = SystemKind::UcsCentral;
+        r.system_name = self.name.clone();
+        r.system_id = format!("{}/{}", registered.address, r.system_id);
+        r
+    }
+
+    /// Every server behind the Central, each as [`Backend::find`] answers it: Central's
+    /// registered domains and its service profile instances (flat) read concurrently (2 calls),
+    /// then every domain Central places profiles in, listed concurrently through its own
+    /// breaker (each `1 + ⌈hardware DNs / 200⌉` calls, see UCS Manager's sweep).
+    /// A domain's record is kept when Central places that profile (its `lsDn`) there. A domain
+    /// that cannot be listed fails the sweep, naming the domain.
+    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+        let (registered, root) = tokio::try_join!(
+            self.read_domains(),
+            self.central.query("configResolveClass", |cookie| {
+                super::ucsm::instances_body(cookie, false)
+            }),
+        )?;
+        let mut placed: std::collections::HashMap<String, std::collections::HashSet<String>> =
+            std::collections::HashMap::new();
+        for p in central_profiles(&root) {
+            if !p.domain.is_empty() && !p.ls_dn.is_empty() {
+                placed
+                    .entry(p.domain.to_ascii_lowercase())
+                    .or_default()
+                    .insert(p.ls_dn);
+            }
+        }
+        let lists = futures::future::try_join_all(
+            registered
+                .iter()
+                .filter_map(|r| Some((r, placed.get(&r.address.to_ascii_lowercase())?)))
+                .map(|(r, wanted)| async move {
+                    let failed = |source: BackendError| BackendError::Domain {
+                        system: self.name.clone(),
+                        domain: r.address.clone(),
+                        profile: "(every profile: fleet sweep)".into(),
+                        source: Box::new(source),
+                    };
+                    let domain = self.domains.client(r).map_err(failed)?;
+                    let listed = domain.list().await.map_err(failed)?;
+                    Ok::<_, BackendError>(
+                        listed
+                            .into_iter()
+                            .filter(|l| wanted.contains(&l.record.system_id))
+                            .map(|l| Listed {
+                                record: self.relabel(l.record, r),
+                                aliases: l.aliases,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                }),
+        )
+        .await?;
+        Ok(lists.into_iter().flatten().collect())
     }
 }
 
@@ -205,23 +266,16 @@ impl Backend for UcsCentral {
         &self.endpoint
     }
 
+    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+        self.fleet().await
+    }
+
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
         // Flat: Central's profile attributes (`domain`, `lsDn`) are all this step needs.
         let Some(root) = self.central.profiles_named(name, false).await? else {
             return Ok(Vec::new());
         };
-        let returned: Vec<CentralProfile> = parse::out_configs(&root)
-            .filter(|e| e.name == "lsServer")
-            .filter(|e| e.attr("type").unwrap_or("instance") == "instance")
-            .filter_map(|e| {
-                Some(CentralProfile {
-                    dn: e.attr("dn")?.to_owned(),
-                    name: e.attr("name")?.to_owned(),
-                    domain: e.attr("domain").unwrap_or_default().trim().to_owned(),
-                    ls_dn: e.attr("lsDn").unwrap_or_default().to_owned(),
-                })
-            })
-            .collect();
+        let returned = central_profiles(&root);
         self.central
             .check_match_count(returned.len(), self.max_matches, name)?;
         let profiles: Vec<&CentralProfile> =
@@ -258,6 +312,22 @@ impl Backend for UcsCentral {
         .await;
         self.central.logout().await;
     }
+}
+
+/// The service profile instances of a Central `lsServer` answer.
+fn central_profiles(root: &super::ucsm::xml::Element) -> Vec<CentralProfile> {
+    parse::out_configs(root)
+        .filter(|e| e.name == "lsServer")
+        .filter(|e| e.attr("type").unwrap_or("instance") == "instance")
+        .filter_map(|e| {
+            Some(CentralProfile {
+                dn: e.attr("dn")?.to_owned(),
+                name: e.attr("name")?.to_owned(),
+                domain: e.attr("domain").unwrap_or_default().trim().to_owned(),
+                ls_dn: e.attr("lsDn").unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
 }
 
 /// `https://central.example/` → `https://central.example/xmlIM/central-mgr` (a path in the

@@ -27,7 +27,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::upstream::Upstream;
-use super::{Backend, BackendError};
+use super::{Backend, BackendError, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 pub(crate) use api::XmlApi;
@@ -77,15 +77,57 @@ impl Ucsm {
             .flat_map(|p| p.hardware_dns())
             .filter(|dn| seen.insert(dn.clone()))
             .collect();
-        if dns.is_empty() {
-            return Ok(Default::default());
-        }
+        // A sweep resolves every profile's hardware: in batches, so no one request (or
+        // answer) grows with the fleet.
+        let answers = futures::future::try_join_all(dns.chunks(DNS_BATCH).map(|batch| {
+            self.api.query("configResolveDns", move |cookie| {
+                resolve_dns_body(cookie, batch)
+            })
+        }))
+        .await?;
+        Ok(answers.iter().flat_map(parse::objects_by_dn).collect())
+    }
+
+    /// Every associated service profile (an instance bound to hardware), each as
+    /// [`Backend::find`] answers it: one hierarchical `configResolveClass lsServer` filtered on
+    /// `type = instance` (UCS Manager answers a class query in one document, no paging), then
+    /// the hardware of all of them by `configResolveDns` in batches of [`DNS_BATCH`]:
+    /// 1 + ⌈hardware DNs / DNS_BATCH⌉ calls.
+    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
         let root = self
             .api
-            .query("configResolveDns", |cookie| resolve_dns_body(cookie, &dns))
+            .query("configResolveClass", |cookie| instances_body(cookie, true))
             .await?;
-        Ok(parse::objects_by_dn(&root))
+        let profiles: Vec<parse::Profile> = parse::profiles(&root)
+            .into_iter()
+            .filter(|p| p.is_instance() && p.pn_dn.is_some())
+            .collect();
+        let refs: Vec<&parse::Profile> = profiles.iter().collect();
+        let hardware = self.resolve_hardware(&refs).await?;
+        Ok(profiles
+            .iter()
+            .map(|p| Listed {
+                record: parse::record(p, &hardware, &self.name),
+                aliases: Vec::new(),
+            })
+            .collect())
     }
+}
+
+/// DNs per `configResolveDns` of a sweep (a lookup needs a handful).
+const DNS_BATCH: usize = 200;
+
+/// Every service profile instance (not templates); `hierarchical`: with vNICs and IPs.
+pub(crate) fn instances_body(cookie: &str, hierarchical: bool) -> String {
+    format!(
+        concat!(
+            r#"<configResolveClass cookie="{}" classId="lsServer" inHierarchical="{}">"#,
+            r#"<inFilter><eq class="lsServer" property="type" value="instance" /></inFilter>"#,
+            r#"</configResolveClass>"#
+        ),
+        escape_attr(cookie),
+        hierarchical
+    )
 }
 
 #[async_trait]
@@ -100,6 +142,10 @@ impl Backend for Ucsm {
 
     fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+        self.fleet().await
     }
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
