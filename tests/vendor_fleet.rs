@@ -147,17 +147,19 @@ async fn a_sweep_costs_pages_not_servers() {
         (
             SystemKind::Ome,
             120,
-            // 500 per page; NIC inventory has no bulk read: one per server.
+            // 500 per page; NIC inventory (no bulk read) only for devices whose
+            // LastInventoryTime moved since the first sweep: none.
             &[
                 ("GET /api/ProfileService/Profiles", 1),
                 ("GET /api/DeviceService/Devices", 1),
-                ("GET /api/DeviceService/Devices({id})/InventoryDetails", 120),
+                ("GET /api/DeviceService/Devices({id})/InventoryDetails", 0),
             ],
         ),
     ];
     for (kind, servers, want) in cases {
         let rig = start(kind, servers);
-        // Open the session first: a sweep is measured as it runs every few minutes.
+        // Open the session (and, for OME, read every NIC inventory) first: a sweep is
+        // measured as it runs every few minutes.
         rig.backend.list().await.unwrap();
         reset(&rig.sim);
         let listed = rig.backend.list().await.unwrap();
@@ -181,4 +183,36 @@ async fn a_sweep_costs_pages_not_servers() {
         eprintln!("{kind}: sweep of {servers} servers = {total} calls {counted:?}");
         rig.sim.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ome_sweeps_read_nic_inventory_only_when_it_changed() {
+    const INVENTORY: &str = "GET /api/DeviceService/Devices({id})/InventoryDetails";
+    let rig = start(SystemKind::Ome, 30);
+    rig.backend.list().await.unwrap();
+    assert_eq!(
+        calls(&rig.sim).get(INVENTORY).copied(),
+        Some(30),
+        "first sweep: all"
+    );
+
+    // OME takes a new inventory of one server: its NICs changed, and so its LastInventoryTime.
+    let mut servers = (*rig.sim.shared.fleet()).clone();
+    servers[7].nics[0].mac = "b0:26:28:ff:ff:01".into();
+    if let Ok(mut fleet) = rig.sim.shared.fleet.write() {
+        *fleet = Arc::new(servers.clone());
+    }
+    reset(&rig.sim);
+    let listed = rig.backend.list().await.unwrap();
+    assert_eq!(
+        calls(&rig.sim).get(INVENTORY).copied(),
+        Some(1),
+        "only the changed one"
+    );
+    let changed = listed
+        .iter()
+        .find(|l| l.record.name == servers[7].name)
+        .expect("still swept");
+    assert_eq!(changed.record.nics[0].mac.to_string(), "b0:26:28:ff:ff:01");
+    rig.sim.stop().await;
 }

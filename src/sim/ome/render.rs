@@ -179,7 +179,7 @@ fn device_json(i: usize, id: i64, server: &SimServer) -> Value {
         "AssetTag": null,
         "SystemId": 1894,
         "DeviceName": server.name,
-        "LastInventoryTime": STAMP,
+        "LastInventoryTime": inventory_time(server),
         "LastStatusTime": STAMP,
         "DeviceSubscription": null,
         "DeviceCapabilities": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 30, 31, 41, 1001],
@@ -195,6 +195,27 @@ fn device_json(i: usize, id: i64, server: &SimServer) -> Value {
         "Settings@odata.navigationLink": link("Settings"),
         "DeployRequired": false,
     })
+}
+
+/// When OME last took the device's inventory: a function of the NICs the simulator serves, so
+/// changing a server's NICs (a test replacing the fleet) moves it, as a new inventory would.
+fn inventory_time(server: &SimServer) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in server
+        .nics
+        .iter()
+        .flat_map(|n| n.name.bytes().chain(n.mac.bytes()))
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let secs = h % (86_400 * 28);
+    format!(
+        "2024-05-{:02} {:02}:{:02}:{:02}.000",
+        secs / 86_400 + 1,
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn device_management(i: usize, server: &SimServer) -> Value {

@@ -16,6 +16,7 @@
 //!   every path (a device found by name has no profile) and is what the NIC/BMC data describes.
 //! - `name` is the `ProfileName`, or the `DeviceName` when found by device name.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -57,6 +58,9 @@ pub struct Ome {
     page_size: u32,
     max_pages: u32,
     sessions: SessionManager<Session>,
+    /// NICs read by the last sweep, by device Id, with the `LastInventoryTime` they were read
+    /// at: a sweep reads a device's inventory again only when OME took a new one.
+    swept_nics: std::sync::Mutex<HashMap<i64, (String, Vec<Nic>)>>,
 }
 
 pub struct Session {
@@ -87,6 +91,7 @@ impl Ome {
             page_size: sys.page_size,
             max_pages: sys.max_pages,
             sessions: SessionManager::new(&sys.name, sys.login_backoff),
+            swept_nics: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -241,8 +246,9 @@ impl Ome {
     /// profile under the profile's name (its device name an alias), a device without one under
     /// its device name. Profiles and server devices (`Type eq 1000`) are read in pages of
     /// `LIST_TOP` concurrently: ⌈profiles/LIST_TOP⌉ + ⌈servers/LIST_TOP⌉ calls; then one
-    /// `serverNetworkInterfaces` inventory read per server (at most 8 at once, within the
-    /// throttle), because OME has no bulk read of NIC inventory.
+    /// `serverNetworkInterfaces` inventory read per server that is new or whose
+    /// `LastInventoryTime` moved since the last sweep (at most 8 at once, within the throttle),
+    /// because OME has no bulk read of NIC inventory.
     async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
         const LIST_TOP: u32 = 500;
         let server_filter = format!(
@@ -277,7 +283,7 @@ impl Ome {
             futures::stream::iter(devices.into_iter().filter(Device::is_server).map(|device| {
                 let profile = profile_of.remove(&device.id);
                 async move {
-                    let nics = self.nics(device.id).await?;
+                    let nics = self.swept_device_nics(&device).await?;
                     let device_name = device.name.clone();
                     let (name, aliases) = match (profile, device_name) {
                         (Some(p), Some(d)) if !d.eq_ignore_ascii_case(&p) => (p, vec![d]),
@@ -292,7 +298,35 @@ impl Ome {
                 }
             }))
             .buffer_unordered(8);
-        futures::TryStreamExt::try_collect(listed).await
+        let listed: Vec<Listed> = futures::TryStreamExt::try_collect(listed).await?;
+        // Devices gone from OME are forgotten.
+        let present: std::collections::HashSet<&str> =
+            listed.iter().map(|l| l.record.system_id.as_str()).collect();
+        if let Ok(mut swept) = self.swept_nics.lock() {
+            swept.retain(|id, _| present.contains(format!("{DEVICES}({id})").as_str()));
+        }
+        Ok(listed)
+    }
+
+    /// The device's NICs: from the last sweep when its inventory has not changed since.
+    async fn swept_device_nics(&self, device: &Device) -> Result<Vec<Nic>, BackendError> {
+        let time = device.inventory_time.clone();
+        if let Some(time) = &time {
+            let kept = self.swept_nics.lock().ok().and_then(|swept| {
+                swept
+                    .get(&device.id)
+                    .filter(|(at, _)| at == time)
+                    .map(|(_, nics)| nics.clone())
+            });
+            if let Some(nics) = kept {
+                return Ok(nics);
+            }
+        }
+        let nics = self.nics(device.id).await?;
+        if let (Some(time), Ok(mut swept)) = (time, self.swept_nics.lock()) {
+            swept.insert(device.id, (time, nics.clone()));
+        }
+        Ok(nics)
     }
 
     async fn profiles_named(&self, name: &ServerName) -> Result<Vec<Profile>, BackendError> {

@@ -92,6 +92,8 @@ pub struct Device {
     pub model: Option<String>,
     pub power_state: Option<String>,
     pub bmc: Option<Bmc>,
+    /// `LastInventoryTime`: changes when OME takes a new inventory of the device.
+    pub inventory_time: Option<String>,
 }
 
 impl Device {
@@ -129,6 +131,7 @@ pub fn device(item: &Value) -> Result<Device, String> {
         model: text(item, "Model"),
         power_state: power_state(item.get("PowerState").and_then(as_i64)),
         bmc: bmc(management),
+        inventory_time: text(item, "LastInventoryTime"),
     })
 }
 
