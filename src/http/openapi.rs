@@ -18,8 +18,9 @@ pub const EXAMPLE_HPE: &str = include_str!("../../openapi/examples/hpe.json");
 pub const EXAMPLE_CISCO: &str = include_str!("../../openapi/examples/cisco.json");
 pub const EXAMPLE_CISCO_CENTRAL: &str = include_str!("../../openapi/examples/cisco-central.json");
 pub const EXAMPLE_DELL: &str = include_str!("../../openapi/examples/dell.json");
+pub const EXAMPLE_INTERSIGHT: &str = include_str!("../../openapi/examples/intersight.json");
 
-/// The three examples, parsed; an unparsable file shows up as `null` in the spec and fails the
+/// An example, parsed; an unparsable file shows up as `null` in the spec and fails the
 /// example test.
 pub fn example(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(serde_json::Value::Null)
@@ -301,6 +302,7 @@ mod tests {
             (EXAMPLE_CISCO, Vendor::Cisco),
             (EXAMPLE_CISCO_CENTRAL, Vendor::Cisco),
             (EXAMPLE_DELL, Vendor::Dell),
+            (EXAMPLE_INTERSIGHT, Vendor::Cisco),
         ] {
             let record: ServerRecord = serde_json::from_str(text).unwrap();
             assert_eq!(record.vendor, vendor);

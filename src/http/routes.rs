@@ -50,6 +50,7 @@ struct ServerQuery {
                 ("cisco" = (summary = "Cisco UCS Manager", value = json!(super::openapi::example(super::openapi::EXAMPLE_CISCO)))),
                 ("cisco-central" = (summary = "Cisco UCS Manager domain behind UCS Central", value = json!(super::openapi::example(super::openapi::EXAMPLE_CISCO_CENTRAL)))),
                 ("dell" = (summary = "Dell OpenManage Enterprise", value = json!(super::openapi::example(super::openapi::EXAMPLE_DELL)))),
+                ("cisco-intersight" = (summary = "Cisco Intersight", value = json!(super::openapi::example(super::openapi::EXAMPLE_INTERSIGHT)))),
             )),
         (status = 400, description = "Invalid name, vendor or query parameter (unknown parameters are ignored)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown bearer token (`WWW-Authenticate` says which)", body = Problem, content_type = "application/problem+json"),

@@ -132,6 +132,7 @@ async fn the_served_spec_is_the_committed_one_and_its_examples_are_real() {
         openapi::EXAMPLE_CISCO,
         openapi::EXAMPLE_CISCO_CENTRAL,
         openapi::EXAMPLE_DELL,
+        openapi::EXAMPLE_INTERSIGHT,
     ] {
         let mut example: Value = serde_json::from_str(text).unwrap();
         let name = example["name"].as_str().unwrap().to_owned();
