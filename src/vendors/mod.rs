@@ -16,6 +16,7 @@ pub mod intersight;
 pub mod odata;
 pub mod ome;
 pub mod oneview;
+pub mod paging;
 pub mod session;
 pub mod ucs_central;
 pub mod ucsm;

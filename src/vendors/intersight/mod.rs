@@ -29,8 +29,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
-use super::odata;
 use super::upstream::Upstream;
+use super::{odata, paging};
 use super::{retry_after, snippet, Backend, BackendError, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind, Vendor};
@@ -183,32 +183,20 @@ impl Intersight {
         let filter = filter
             .map(|f| format!("$filter={}&", odata::encode_query_value(f)))
             .unwrap_or_default();
-        let mut items = Vec::new();
-        let mut received: u64 = 0;
-        for _ in 0..self.max_pages {
+        let fetch = |received: u64| {
             let url = format!(
                 "{}{collection}?{filter}$select={select}&$inlinecount=allpages&$top={top}&$skip={received}",
                 self.base,
             );
-            let page = parse::page(self.get_json(&key, &url).await?)
-                .map_err(|d| self.protocol(&key, &d))?;
-            let len = page.items.len() as u64;
-            if len > u64::from(top) {
-                return Err(self.protocol(
-                    &key,
-                    &format!("a page of {len} items where $top = {top} was asked"),
-                ));
+            let key = &key;
+            async move {
+                parse::page(self.get_json(key, &url).await?).map_err(|d| self.protocol(key, &d))
             }
-            received += len;
-            items.extend(page.items);
-            if len < u64::from(top) || page.count.is_some_and(|c| received >= c) {
-                return Ok(items);
-            }
-        }
-        Err(self.protocol(
-            &key,
-            &format!("more than max_pages = {} full pages", self.max_pages),
-        ))
+        };
+        paging::offset_pages(top, self.max_pages, fetch, |overrun| {
+            self.protocol(&key, &overrun.to_string())
+        })
+        .await
     }
 
     async fn summaries_where(

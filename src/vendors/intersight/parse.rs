@@ -5,14 +5,9 @@
 use serde_json::Value;
 
 use crate::domain::{Bmc, BmcAddress, MacAddress, Nic};
+use crate::vendors::paging::Page;
 
-/// One page of a `*.List` answer.
-pub struct Page {
-    pub items: Vec<Value>,
-    /// `Count`, present when `$inlinecount=allpages` was asked.
-    pub count: Option<u64>,
-}
-
+/// One page of a `*.List` answer (`Count` when `$inlinecount=allpages` was asked).
 pub fn page(body: Value) -> Result<Page, String> {
     let Value::Object(mut obj) = body else {
         return Err("the answer is not a JSON object".into());

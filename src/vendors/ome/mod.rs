@@ -28,9 +28,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use url::Url;
 
-use super::odata;
 use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
+use super::{odata, paging};
 use super::{retry_after, snippet, Backend, BackendError, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{Nic, ServerName, ServerRecord, SystemKind, Vendor};
@@ -208,38 +208,23 @@ impl Ome {
     /// `top` per page; the bounds of [`Self::query_eq`].
     async fn pages(&self, path: &str, filter: &str, top: u32) -> Result<Vec<Value>, BackendError> {
         let key = format!("GET {path}");
-        let filter = filter.to_owned();
-        let mut items = Vec::new();
-        let mut received: u64 = 0;
-        for _ in 0..self.max_pages {
+        let fetch = |received: u64| {
             let query = if filter.is_empty() {
                 format!("$top={top}&$skip={received}")
             } else {
-                odata::page_query(&filter, top, received)
+                odata::page_query(filter, top, received)
             };
             let url = format!("{}{path}?{query}", self.base);
-            let page = parse::collection(self.get_json(&key, &url).await?)
-                .map_err(|d| self.protocol(&key, &d))?;
-            let len = page.items.len() as u64;
-            if len > u64::from(top) {
-                return Err(self.protocol(
-                    &key,
-                    &format!("a page of {len} items where $top = {top} was asked"),
-                ));
+            let key = &key;
+            async move {
+                parse::collection(self.get_json(key, &url).await?)
+                    .map_err(|d| self.protocol(key, &d))
             }
-            received += len;
-            items.extend(page.items);
-            if len == 0 || len < u64::from(top) || page.count.is_some_and(|c| received >= c) {
-                return Ok(items);
-            }
-        }
-        Err(self.protocol(
-            &key,
-            &format!(
-                "more than max_pages = {} full pages for {filter:?}",
-                self.max_pages
-            ),
-        ))
+        };
+        paging::offset_pages(top, self.max_pages, fetch, |overrun| {
+            self.protocol(&key, &format!("{overrun} for {filter:?}"))
+        })
+        .await
     }
 
     /// Every server OME holds, each as [`Backend::find`] answers it: a device bound to a

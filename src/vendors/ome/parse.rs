@@ -9,22 +9,16 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::domain::{Bmc, BmcAddress, MacAddress, Nic};
+use crate::vendors::paging::Page;
 
-/// One page of an OData collection.
-#[derive(Debug)]
-pub struct Collection {
-    /// Matches after `$filter`, on every page (not the page length).
-    pub count: Option<u64>,
-    pub items: Vec<Value>,
-}
-
-pub fn collection(body: Value) -> Result<Collection, String> {
+/// One page of an OData collection (`@odata.count`: matches after `$filter`, on every page).
+pub fn collection(body: Value) -> Result<Page, String> {
     let Value::Object(mut map) = body else {
         return Err("expected an OData collection object".into());
     };
     let count = map.get("@odata.count").and_then(as_u64);
     match map.remove("value") {
-        Some(Value::Array(items)) => Ok(Collection { count, items }),
+        Some(Value::Array(items)) => Ok(Page { count, items }),
         Some(_) => Err("`value` is not an array".into()),
         None => Err("OData collection without `value`".into()),
     }
