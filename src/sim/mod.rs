@@ -188,6 +188,38 @@ impl SimShared {
     }
 }
 
+/// A value derived from the simulator's fleet (a vendor simulator's render index), rebuilt
+/// only when the fleet `Arc` is replaced (a test swapping the fleet).
+pub struct FleetDerived<T> {
+    slot: RwLock<(Arc<Vec<SimServer>>, Arc<T>)>,
+    build: fn(&[SimServer]) -> T,
+}
+
+impl<T> FleetDerived<T> {
+    pub fn new(shared: &SimShared, build: fn(&[SimServer]) -> T) -> Self {
+        let fleet = shared.fleet();
+        let value = Arc::new(build(&fleet));
+        Self {
+            slot: RwLock::new((fleet, value)),
+            build,
+        }
+    }
+
+    pub fn get(&self, shared: &SimShared) -> Arc<T> {
+        let fleet = shared.fleet();
+        if let Ok(guard) = self.slot.read() {
+            if Arc::ptr_eq(&guard.0, &fleet) {
+                return guard.1.clone();
+            }
+        }
+        let value = Arc::new((self.build)(&fleet));
+        if let Ok(mut guard) = self.slot.write() {
+            *guard = (fleet, value.clone());
+        }
+        value
+    }
+}
+
 /// A vendor simulator's HTTP routes, given its shared state.
 pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 

@@ -10,14 +10,15 @@
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::{
-    Entry, Routes, SimApiKey, SimHandle, SimOptions, SimServer, SimShared, SIM_API_KEY_ID,
+    Entry, FleetDerived, Routes, SimApiKey, SimHandle, SimOptions, SimServer, SimShared,
+    SIM_API_KEY_ID,
 };
 use crate::domain::SystemKind;
 use crate::vendors::intersight::signing::{ApiKey, KeyError, PublicKey};
@@ -99,33 +100,20 @@ pub fn routes(shared: Arc<SimShared>, keys: HashMap<String, PublicKey>) -> Route
 pub struct IntersightSim {
     shared: Arc<SimShared>,
     keys: HashMap<String, PublicKey>,
-    /// Rebuilt only when the fleet `Arc` is replaced.
-    index: RwLock<(Arc<Vec<SimServer>>, Arc<Index>)>,
+    index: FleetDerived<Index>,
 }
 
 impl IntersightSim {
     fn new(shared: Arc<SimShared>, keys: HashMap<String, PublicKey>) -> Self {
-        let fleet = shared.fleet();
-        let index = Arc::new(Index::build(&fleet));
         Self {
+            index: FleetDerived::new(&shared, Index::build),
             shared,
             keys,
-            index: RwLock::new((fleet, index)),
         }
     }
 
     fn index(&self) -> Arc<Index> {
-        let fleet = self.shared.fleet();
-        if let Ok(guard) = self.index.read() {
-            if Arc::ptr_eq(&guard.0, &fleet) {
-                return guard.1.clone();
-            }
-        }
-        let index = Arc::new(Index::build(&fleet));
-        if let Ok(mut guard) = self.index.write() {
-            *guard = (fleet, index.clone());
-        }
-        index
+        self.index.get(&self.shared)
     }
 }
 

@@ -7,14 +7,14 @@
 //! fleet is laid out as profiles and devices.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use percent_encoding::percent_decode_str;
 use serde_json::{json, Value};
 
-use super::{Entry, Routes, SimServer, SimShared};
+use super::{Entry, FleetDerived, Routes, SimShared};
 
 pub mod query;
 pub mod render;
@@ -32,8 +32,7 @@ pub fn routes(shared: Arc<SimShared>) -> Routes {
 
 pub struct OmeSim {
     shared: Arc<SimShared>,
-    /// Rebuilt only when the fleet `Arc` is replaced.
-    index: RwLock<(Arc<Vec<SimServer>>, Arc<Index>)>,
+    index: FleetDerived<Index>,
     /// By token.
     sessions: Mutex<HashMap<String, Session>>,
 }
@@ -49,27 +48,15 @@ const SESSION_PRUNE_AT: usize = 1024;
 
 impl OmeSim {
     fn new(shared: Arc<SimShared>) -> Self {
-        let fleet = shared.fleet();
-        let index = Arc::new(Index::build(&fleet));
         Self {
+            index: FleetDerived::new(&shared, Index::build),
             shared,
-            index: RwLock::new((fleet, index)),
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
     fn index(&self) -> Arc<Index> {
-        let fleet = self.shared.fleet();
-        if let Ok(guard) = self.index.read() {
-            if Arc::ptr_eq(&guard.0, &fleet) {
-                return guard.1.clone();
-            }
-        }
-        let index = Arc::new(Index::build(&fleet));
-        if let Ok(mut guard) = self.index.write() {
-            *guard = (fleet, index.clone());
-        }
-        index
+        self.index.get(&self.shared)
     }
 
     fn token_alive(&self, token: &str) -> bool {
