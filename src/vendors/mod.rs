@@ -340,10 +340,8 @@ fn cimc_reader(
     Ok(intersight::cimc::Cimc::new(
         cimc_sys.name.clone(),
         build_upstream(&cimc_sys, env)?,
-        login.username.clone(),
+        login,
         password,
-        login.scheme.clone(),
-        login.port,
     ))
 }
 

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
+use crate::config::FleetLogin;
 use crate::domain::{BmcAddress, MacAddress, Nic};
 use crate::vendors::upstream::Upstream;
 use crate::vendors::{retry_after, snippet, BackendError};
@@ -31,21 +32,20 @@ pub struct Cimc {
 }
 
 impl Cimc {
+    /// `login` is the `[systems.cimc]` section, `password` its resolved password.
     pub fn new(
         label: String,
         upstream: Upstream,
-        username: String,
+        login: &FleetLogin,
         password: SecretString,
-        scheme: String,
-        port: u16,
     ) -> Self {
         Self {
             label,
             upstream,
-            username,
+            username: login.username.clone(),
             password,
-            scheme,
-            port,
+            scheme: login.scheme.clone(),
+            port: login.port,
         }
     }
 
