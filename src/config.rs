@@ -60,6 +60,53 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The fleet index: every system's servers, swept in the background.
+    #[serde(default)]
+    pub fleet: FleetConfig,
+}
+
+/// The fleet index: each system's whole fleet is listed ("swept") on a jittered interval
+/// and kept in memory for `GET /servers`, reverse lookups and bulk lookups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FleetConfig {
+    /// `false`: no sweeps; the listing endpoints answer with every system unindexed and
+    /// single lookups always take the live path.
+    pub enabled: bool,
+    /// Time between the end of one sweep of a system and the start of the next, jittered by
+    /// up to ±10 % so that systems (and replicas) do not sweep in step.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Delay before each system's first sweep after start (jittered by up to +50 %).
+    #[serde(with = "humantime_serde")]
+    pub first_sweep_after: Duration,
+    /// An index older than this is not used to answer `GET /servers/{name}` (the live path is)
+    /// and is flagged `stale` in `/fleet` and the listing.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Share of a system's outbound throttle (`requests_per_second`, `max_in_flight`) a sweep
+    /// may use, so that sweeps never crowd out live lookups. Within `(0, 1]`.
+    pub sweep_share: f64,
+    /// Longest a sweep of one system may take before it is abandoned (the previous index stays).
+    #[serde(with = "humantime_serde")]
+    pub sweep_timeout: Duration,
+    /// Names `POST /servers/lookup` resolves concurrently (live lookups; index answers cost
+    /// nothing). At most `server.max_cold_lookups_per_caller` are used.
+    pub lookup_concurrency: usize,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sweep_interval: Duration::from_secs(600),
+            first_sweep_after: Duration::from_secs(2),
+            max_age: Duration::from_secs(1200),
+            sweep_share: 0.25,
+            sweep_timeout: Duration::from_secs(300),
+            lookup_concurrency: 4,
+        }
+    }
 }
 
 /// Callers authenticate with bearer tokens listed (hashed) in `tokens_file`.
@@ -141,8 +188,8 @@ pub enum AccessLogMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Largest request body accepted (`Content-Length`); larger ones get 413. No route takes a
-    /// body today, so this is small.
+    /// Largest request body accepted (`Content-Length`); larger ones get 413. Only
+    /// `POST /servers/lookup` takes a body: 1,000 names of up to 128 characters fit.
     pub max_body_bytes: usize,
     /// Largest total size of the request headers (names + values); larger ones get 431.
     /// actix-web itself refuses more than 96 headers or 128 KiB of head.
@@ -166,7 +213,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
-            max_body_bytes: 16 * 1024,
+            max_body_bytes: 160 * 1024,
             max_header_bytes: 16 * 1024,
             client_request_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_secs(75),
@@ -630,6 +677,18 @@ impl Config {
                     return Err(invalid("auth.tokens_file".into(), "file does not exist"));
                 }
             }
+        }
+        let f = &self.fleet;
+        if f.sweep_interval.is_zero()
+            || f.max_age.is_zero()
+            || f.sweep_timeout.is_zero()
+            || !(f.sweep_share > 0.0 && f.sweep_share <= 1.0)
+            || f.lookup_concurrency == 0
+        {
+            return Err(invalid(
+                "fleet".into(),
+                "sweep_interval, max_age and sweep_timeout must be > 0, sweep_share within (0, 1] and lookup_concurrency >= 1",
+            ));
         }
         if self.retry.max_attempts == 0 {
             return Err(invalid("retry.max_attempts".into(), "must be at least 1"));

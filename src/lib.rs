@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod domain;
+pub mod fleet;
 pub mod http;
 pub mod lookup;
 pub mod metrics;

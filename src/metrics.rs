@@ -54,6 +54,24 @@ pub struct Metrics {
     /// Forwarded to, so that callers of `build_with` keep their own observer.
     inner_events: Arc<dyn LookupEvents>,
     http_refusals: IntCounterVec,
+    fleet_servers: IntGaugeVec,
+    fleet_age: IntGaugeVec,
+    fleet_conflicts: IntGaugeVec,
+    fleet_sweeps: IntCounterVec,
+    fleet_sweep_duration: HistogramVec,
+    fleet_sweep_calls: IntCounterVec,
+    fleet_last_sweep_calls: IntGaugeVec,
+}
+
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace(NAMESPACE), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
 }
 
 fn counter_vec(
@@ -205,6 +223,49 @@ impl Metrics {
                  auth_failures_limited, rate_limited). Logged only as periodic summaries.",
                 &["reason"],
             )?,
+            fleet_servers: gauge_vec(
+                &r,
+                "fleet_index_servers",
+                "Servers in each system's fleet index (from its last successful sweep).",
+                &["system"],
+            )?,
+            fleet_age: gauge_vec(
+                &r,
+                "fleet_index_age_seconds",
+                "Age of each system's fleet index: seconds since the sweep it comes from started.",
+                &["system"],
+            )?,
+            fleet_conflicts: gauge_vec(
+                &r,
+                "fleet_conflicts",
+                "MACs (kind=mac) or BMC addresses (kind=bmc) claimed by two or more indexed servers.",
+                &["kind"],
+            )?,
+            fleet_sweeps: counter_vec(
+                &r,
+                "fleet_sweeps_total",
+                "Fleet sweeps, by system and outcome (ok, error).",
+                &["system", "outcome"],
+            )?,
+            fleet_sweep_duration: histogram_vec(
+                &r,
+                "fleet_sweep_duration_seconds",
+                "Wall time of one fleet sweep, by system.",
+                &["system"],
+                vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0],
+            )?,
+            fleet_sweep_calls: counter_vec(
+                &r,
+                "fleet_sweep_calls_total",
+                "Requests fleet sweeps sent to each system (and the systems it reaches through).",
+                &["system"],
+            )?,
+            fleet_last_sweep_calls: gauge_vec(
+                &r,
+                "fleet_last_sweep_calls",
+                "Requests the last fleet sweep of each system sent.",
+                &["system"],
+            )?,
             registry: r,
         };
         // Zero series from the start, so that rate() and alerts work before the first refusal.
@@ -267,6 +328,25 @@ impl Metrics {
                         .set(i64::from(breaker == state));
                 }
             }
+        }
+        let fleet = lookup.fleet();
+        for (system, servers, age) in fleet.gauges() {
+            self.fleet_servers
+                .with_label_values(&[&system])
+                .set(i64::try_from(servers).unwrap_or(i64::MAX));
+            self.fleet_age
+                .with_label_values(&[&system])
+                .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+        }
+        let conflicts = fleet.conflicts();
+        for kind in [
+            crate::fleet::ConflictKind::Mac,
+            crate::fleet::ConflictKind::Bmc,
+        ] {
+            let n = conflicts.iter().filter(|c| c.kind == kind).count();
+            self.fleet_conflicts
+                .with_label_values(&[kind.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let mut out = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
@@ -341,6 +421,21 @@ impl LookupEvents for Metrics {
     fn eviction(&self) {
         self.cache_evictions.inc();
         self.inner_events.eviction();
+    }
+    fn sweep(&self, system: &str, outcome: &str, elapsed: Duration, calls: u64) {
+        self.fleet_sweeps
+            .with_label_values(&[system, outcome])
+            .inc();
+        self.fleet_sweep_duration
+            .with_label_values(&[system])
+            .observe(elapsed.as_secs_f64());
+        self.fleet_sweep_calls
+            .with_label_values(&[system])
+            .inc_by(calls);
+        self.fleet_last_sweep_calls
+            .with_label_values(&[system])
+            .set(i64::try_from(calls).unwrap_or(i64::MAX));
+        self.inner_events.sweep(system, outcome, elapsed, calls);
     }
 }
 

@@ -108,8 +108,12 @@ impl Application {
     /// Serves until the server is stopped (through its handle), then logs out of every system.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let summaries = self.refusals.spawn_summaries(self.refusal_summary_interval);
+        let sweepers = self.lookup.fleet().spawn_sweepers();
         let result = self.server.await;
         summaries.abort();
+        for sweeper in sweepers {
+            sweeper.abort();
+        }
         self.refusals.log_summary(self.refusal_summary_interval);
         self.lookup.logout_all().await;
         result

@@ -162,7 +162,9 @@ impl Authenticator {
             p if p == "/swagger-ui" || p.starts_with("/swagger-ui/") => return None,
             _ => {}
         }
-        if *method == Method::DELETE && pattern == Some("/servers/{name}/cache") {
+        let admin_only = (*method == Method::DELETE && pattern == Some("/servers/{name}/cache"))
+            || (*method == Method::POST && path == "/fleet/sweep");
+        if admin_only {
             Some(Scope::Admin)
         } else {
             Some(Scope::Read)

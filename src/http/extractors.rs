@@ -32,16 +32,20 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
+/// Bodies without a `Content-Length` (chunked) escape the limits middleware; this bounds them.
+const MAX_JSON_BODY: usize = 1024 * 1024;
+
 pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().error_handler(|err: JsonPayloadError, req| {
-        tracing::debug!(error = %err, "JSON body refused");
-        let status = match &err {
-            JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            JsonPayloadError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        extractor_problem(req, status, "Invalid JSON body", err.to_string())
-    })
+    web::JsonConfig::default()
+        .limit(MAX_JSON_BODY)
+        .error_handler(|err: JsonPayloadError, req| {
+            tracing::debug!(error = %err, "JSON body refused");
+            let status = match &err {
+                JsonPayloadError::OverflowKnownLength { .. }
+                | JsonPayloadError::Overflow { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                JsonPayloadError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            extractor_problem(req, status, "Invalid JSON body", err.to_string())
+        })
 }

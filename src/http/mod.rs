@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 pub mod access_log;
 pub mod auth;
 pub mod extractors;
+pub mod fleet;
 pub mod limits;
 pub mod observe;
 pub mod openapi;
@@ -51,6 +52,32 @@ pub fn configure(
             .service(
                 SwaggerUi::new("/swagger-ui/{_:.*}")
                     .url("/api-docs/openapi.json", openapi::ApiDoc::openapi()),
+            )
+            .service(
+                web::resource("/servers")
+                    .route(web::get().to(fleet::list_servers))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/servers/lookup")
+                    .route(web::post().to(fleet::lookup_servers))
+                    .route(web::get().to(routes::get_server_named_lookup))
+                    .default_service(routes::method_not_allowed("GET, POST")),
+            )
+            .service(
+                web::resource("/fleet")
+                    .route(web::get().to(fleet::fleet_status))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/fleet/conflicts")
+                    .route(web::get().to(fleet::fleet_conflicts))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/fleet/sweep")
+                    .route(web::post().to(fleet::sweep_now))
+                    .default_service(routes::method_not_allowed("POST")),
             )
             .service(
                 web::resource("/servers/{name}")

@@ -217,6 +217,11 @@ impl Modify for RateLimitedResponses {
     paths(
         super::routes::get_server,
         super::routes::purge_server,
+        super::fleet::list_servers,
+        super::fleet::lookup_servers,
+        super::fleet::fleet_status,
+        super::fleet::fleet_conflicts,
+        super::fleet::sweep_now,
         super::routes::list_vendors,
         super::routes::healthz,
         super::routes::healthz_deep,
@@ -226,12 +231,17 @@ impl Modify for RateLimitedResponses {
     components(schemas(
         ServerRecord, Bmc, Nic, Vendor, SystemKind, Problem, Failure, CandidateSchema,
         SystemStatusSchema, DomainStatusSchema, BreakerStateSchema, VendorsResponse, HealthResponse, ReadyResponse,
-        ReadySystem, ReadyStatus, DeepHealthResponse, DeepHealthStatus, VendorParam
+        ReadySystem, ReadyStatus, DeepHealthResponse, DeepHealthStatus, VendorParam,
+        super::fleet::ServerList, super::fleet::LookupRequest, super::fleet::LookupResult,
+        super::fleet::LookupResponse, super::fleet::FleetResponse, super::fleet::ConflictsResponse,
+        crate::fleet::FleetSystem, crate::fleet::SweepReport, crate::fleet::Conflict,
+        crate::fleet::ConflictKind
     )),
     modifiers(&BearerAuth, &RateLimitedResponses),
     security(("bearer" = [])),
     tags(
         (name = "servers", description = "Server lookups"),
+        (name = "fleet", description = "The fleet index: listings, reverse lookups by MAC, serial or BMC, sweeps and conflicts"),
         (name = "operations", description = "Health, readiness, metrics and system status")
     )
 )]
@@ -257,6 +267,11 @@ mod tests {
         for p in [
             "/servers/{name}",
             "/servers/{name}/cache",
+            "/servers",
+            "/servers/lookup",
+            "/fleet",
+            "/fleet/conflicts",
+            "/fleet/sweep",
             "/vendors",
             "/healthz",
             "/healthz/deep",

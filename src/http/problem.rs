@@ -73,6 +73,8 @@ pub mod types {
     pub const HEADERS_TOO_LARGE: &str = "urn:inventory-gateway:problem:headers-too-large";
     pub const METHOD_NOT_ALLOWED: &str = "urn:inventory-gateway:problem:method-not-allowed";
     pub const INVALID_REQUEST: &str = "urn:inventory-gateway:problem:invalid-request";
+    pub const FLEET_DISABLED: &str = "urn:inventory-gateway:problem:fleet-disabled";
+    pub const NO_SUCH_SYSTEM: &str = "urn:inventory-gateway:problem:no-such-system";
 }
 
 impl Problem {

@@ -68,8 +68,26 @@ pub async fn get_server(
     lookup: web::Data<LookupService>,
     rid: RequestId,
 ) -> HttpResponse {
+    get_server_named(req, &path, lookup, rid).await
+}
+
+/// `GET /servers/lookup`: the server named `lookup` (the path's POST is the bulk lookup).
+pub async fn get_server_named_lookup(
+    req: HttpRequest,
+    lookup: web::Data<LookupService>,
+    rid: RequestId,
+) -> HttpResponse {
+    get_server_named(req, "lookup", lookup, rid).await
+}
+
+async fn get_server_named(
+    req: HttpRequest,
+    path: &str,
+    lookup: web::Data<LookupService>,
+    rid: RequestId,
+) -> HttpResponse {
     let instance = req.path().to_owned();
-    let name = match ServerName::parse(&path) {
+    let name = match ServerName::parse(path) {
         Ok(n) => n,
         Err(e) => return invalid_name(e, &instance, &rid),
     };
@@ -85,12 +103,7 @@ pub async fn get_server(
         Err(e) => return bad(types::INVALID_QUERY, "Invalid vendor", e.to_string()),
     };
     let refresh = query.refresh.unwrap_or(false);
-    let caller = req
-        .extensions()
-        .get::<super::auth::Caller>()
-        .map(|c| CallerKey::token(&c.name))
-        .or_else(|| req.peer_addr().map(|a| CallerKey::peer(a.ip())))
-        .unwrap_or_else(CallerKey::internal);
+    let caller = caller_key(&req);
     match lookup.get(&name, vendor, refresh, &caller).await {
         Ok(answer) => {
             let mut resp = HttpResponse::Ok();
@@ -109,6 +122,15 @@ pub async fn get_server(
                 .response()
         }
     }
+}
+
+/// Whom a lookup is admitted for: the token's name, else the peer address.
+pub fn caller_key(req: &HttpRequest) -> CallerKey {
+    req.extensions()
+        .get::<super::auth::Caller>()
+        .map(|c| CallerKey::token(&c.name))
+        .or_else(|| req.peer_addr().map(|a| CallerKey::peer(a.ip())))
+        .unwrap_or_else(CallerKey::internal)
 }
 
 /// Forgets what the gateway cached for this name (every vendor hint, and its owner). Needs a

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::domain::{ServerName, ServerRecord, SystemKind, Vendor};
+use crate::fleet::Fleet;
 use crate::resilience::{retry, CircuitBreaker, RetryPolicy};
 use crate::vendors::{Backend, BackendError};
 
@@ -98,6 +99,8 @@ pub enum CacheStatus {
     Hit,
     Miss,
     Stale,
+    /// From the fleet index (a sweep), not from a lookup of this name.
+    Index,
 }
 
 impl CacheStatus {
@@ -106,6 +109,7 @@ impl CacheStatus {
             Self::Hit => "hit",
             Self::Miss => "miss",
             Self::Stale => "stale",
+            Self::Index => "index",
         }
     }
 }
@@ -125,6 +129,8 @@ pub trait LookupEvents: Send + Sync {
     fn coalesced(&self) {}
     fn retry(&self, _system: &str) {}
     fn eviction(&self) {}
+    /// A fleet sweep of `system` ended: `ok` or `error`, after `elapsed`, having sent `calls`.
+    fn sweep(&self, _system: &str, _outcome: &str, _elapsed: Duration, _calls: u64) {}
 }
 
 pub struct NoEvents;
@@ -137,6 +143,10 @@ pub struct LookupConfig {
     /// Bound on one system's whole answer, retries included.
     pub deadline: Duration,
     pub admission: admission::Limits,
+    pub fleet: crate::config::FleetConfig,
+    /// Each system's outbound throttle, in the order of the systems (a sweep's share is
+    /// taken from it).
+    pub throttles: Vec<crate::resilience::ThrottleConfig>,
 }
 
 impl LookupConfig {
@@ -150,6 +160,12 @@ impl LookupConfig {
                 per_caller: config.server.max_cold_lookups_per_caller,
                 queue_per_caller: config.server.max_queued_per_caller,
             },
+            fleet: config.fleet.clone(),
+            throttles: config
+                .systems
+                .iter()
+                .map(|s| s.throttle_or(&config.throttle).clone())
+                .collect(),
         }
     }
 }
@@ -169,6 +185,7 @@ struct Inner {
     holders: Cache<String, Arc<Vec<Candidate>>>,
     flights: SingleFlight<FlightKey, Shared>,
     admission: Arc<Admission>,
+    fleet: Arc<Fleet>,
     config: LookupConfig,
     events: Arc<dyn LookupEvents>,
 }
@@ -185,12 +202,21 @@ impl LookupService {
         events: Arc<dyn LookupEvents>,
     ) -> Self {
         let on_evict = events.clone();
+        let systems: Vec<Arc<System>> = systems
+            .into_iter()
+            .map(|(b, cb)| Arc::new(System::new(b, cb)))
+            .collect();
+        let fleet = Arc::new(Fleet::new(
+            &systems,
+            &config.throttles,
+            config.fleet.clone(),
+            config.retry.clone(),
+            events.clone(),
+        ));
         Self {
             inner: Arc::new(Inner {
-                systems: systems
-                    .into_iter()
-                    .map(|(b, cb)| Arc::new(System::new(b, cb)))
-                    .collect(),
+                systems,
+                fleet,
                 cache: cache::build(&config.cache, Arc::new(move || on_evict.eviction())),
                 owners: cache::build_owners(&config.cache),
                 absent: cache::build_absent(&config.cache),
@@ -203,6 +229,11 @@ impl LookupService {
         }
     }
 
+    /// The fleet index (sweeps, listings, reverse lookups).
+    pub fn fleet(&self) -> &Arc<Fleet> {
+        &self.inner.fleet
+    }
+
     pub fn systems(&self) -> &[Arc<System>] {
         &self.inner.systems
     }
@@ -213,6 +244,16 @@ impl LookupService {
 
     pub fn cached_entries(&self) -> u64 {
         self.inner.cache.entry_count()
+    }
+
+    /// Names one bulk lookup resolves at once: never more than one caller may run cold.
+    pub fn bulk_concurrency(&self) -> usize {
+        let config = &self.inner.config;
+        config
+            .fleet
+            .lookup_concurrency
+            .min(config.admission.per_caller)
+            .max(1)
     }
 
     /// Cold lookups running now, over all callers.
@@ -235,8 +276,8 @@ impl LookupService {
         let key: Key = (name.folded(), vendor);
         let cached = inner.cache.get(&key).await;
         if !refresh {
-            match cached.as_deref() {
-                Some(Cached::Found { record, at }) if at.elapsed() < inner.fresh_for(record) => {
+            if let Some(Cached::Found { record, at }) = cached.as_deref() {
+                if at.elapsed() < inner.fresh_for(record) {
                     inner.events.cache("hit");
                     return Ok(Answer {
                         record: record.clone(),
@@ -244,13 +285,21 @@ impl LookupService {
                         age: at.elapsed(),
                     });
                 }
-                Some(Cached::NotFound { searched, .. }) => {
-                    inner.events.cache("negative_hit");
-                    return Err(LookupError::NotFound {
-                        searched: searched.clone(),
-                    });
-                }
-                _ => {}
+            }
+            // A fresh index entry beats a remembered "not found": the sweep may be newer.
+            if let Some((record, age)) = inner.fleet.answer(name, vendor) {
+                inner.events.cache("index");
+                return Ok(Answer {
+                    record,
+                    cache: CacheStatus::Index,
+                    age,
+                });
+            }
+            if let Some(Cached::NotFound { searched, .. }) = cached.as_deref() {
+                inner.events.cache("negative_hit");
+                return Err(LookupError::NotFound {
+                    searched: searched.clone(),
+                });
             }
         }
         inner.events.cache("miss");

@@ -51,6 +51,14 @@ pub enum BackendError {
     /// list, or a domain that does not hold the profile Central places there).
     #[error("{system} answered inconsistently: {detail}")]
     Inconsistent { system: String, detail: String },
+    /// A collection changed while it was being paged (its reported count moved): offsets
+    /// shifted, so the answer could miss an item. Reading it again will usually succeed.
+    #[error("{system} changed {endpoint} while it was being paged: {detail}")]
+    Changed {
+        system: String,
+        endpoint: String,
+        detail: String,
+    },
     #[error("server profile {profile} in {system} is not assigned to any server hardware")]
     Unassigned { system: String, profile: String },
     #[error("system {system} is misconfigured: {detail}")]
@@ -87,7 +95,7 @@ impl BackendError {
     /// Connect errors, timeouts, 5xx and 429 may succeed on a retry; nothing else will.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::Timeout { .. } => true,
+            Self::Connect { .. } | Self::Timeout { .. } | Self::Changed { .. } => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             Self::Domain { source, .. } | Self::Bmc { source, .. } => source.is_transient(),
             _ => false,
@@ -112,6 +120,7 @@ impl BackendError {
             self,
             Self::Unassigned { .. }
                 | Self::Unavailable { .. }
+                | Self::Changed { .. }
                 | Self::Config { .. }
                 | Self::Domain { .. }
                 | Self::Bmc { .. }
@@ -159,6 +168,9 @@ impl BackendError {
             }
             Self::Config { .. } => format!("{system}: misconfigured in the gateway"),
             Self::Inconsistent { .. } => format!("{system}: its inventory is inconsistent"),
+            Self::Changed { .. } => {
+                format!("{system}: its inventory changed while it was being read")
+            }
             // The inner text names the domain's own label (`central/10.0.0.1`).
             Self::Domain {
                 domain,
@@ -193,6 +205,7 @@ impl BackendError {
             | Self::Unassigned { system, .. }
             | Self::Config { system, .. }
             | Self::Inconsistent { system, .. }
+            | Self::Changed { system, .. }
             | Self::Domain { system, .. }
             | Self::Bmc { system, .. }
             | Self::Unavailable { system, .. } => system,
@@ -206,6 +219,28 @@ impl crate::resilience::Transient for BackendError {
     }
     fn retry_after(&self) -> Option<Duration> {
         BackendError::retry_after(self)
+    }
+}
+
+/// What a backend makes of a paging overrun: a changed collection is worth reading again,
+/// anything else is a protocol failure.
+pub(crate) fn paging_error(
+    system: &str,
+    endpoint: &str,
+    overrun: paging::Overrun,
+    context: &str,
+) -> BackendError {
+    match overrun {
+        paging::Overrun::Changed { .. } => BackendError::Changed {
+            system: system.to_owned(),
+            endpoint: endpoint.to_owned(),
+            detail: format!("{overrun}{context}"),
+        },
+        _ => BackendError::Protocol {
+            system: system.to_owned(),
+            endpoint: endpoint.to_owned(),
+            detail: format!("{overrun}{context}"),
+        },
     }
 }
 

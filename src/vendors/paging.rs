@@ -21,6 +21,9 @@ pub enum Overrun {
     Oversized { len: u64, top: u32 },
     /// `max_pages` full pages and still no end.
     TooManyPages { max_pages: u32 },
+    /// The reported count changed between pages: items were added or removed while the
+    /// collection was paged, so offsets shifted and an item may have been skipped.
+    Changed { was: u64, now: u64 },
 }
 
 impl std::fmt::Display for Overrun {
@@ -32,6 +35,10 @@ impl std::fmt::Display for Overrun {
             Self::TooManyPages { max_pages } => {
                 write!(f, "more than max_pages = {max_pages} full pages")
             }
+            Self::Changed { was, now } => write!(
+                f,
+                "the collection changed while it was paged (count {was}, then {now})"
+            ),
         }
     }
 }
@@ -51,8 +58,16 @@ where
 {
     let mut items = Vec::new();
     let mut received: u64 = 0;
+    let mut first_count = None;
     for _ in 0..max_pages {
         let page = fetch(received).await?;
+        match (first_count, page.count) {
+            (None, Some(c)) => first_count = Some(c),
+            (Some(was), Some(now)) if was != now => {
+                return Err(overrun(Overrun::Changed { was, now }))
+            }
+            _ => {}
+        }
         let len = page.items.len() as u64;
         if len > u64::from(top) {
             return Err(overrun(Overrun::Oversized { len, top }));
@@ -111,5 +126,11 @@ mod tests {
         let (got, skips) = run(full, 2, 3).await;
         assert_eq!(got, Err(Overrun::TooManyPages { max_pages: 3 }));
         assert_eq!(skips.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_count_that_changes_between_pages_is_reported() {
+        let (got, _) = run(vec![page(2, Some(5)), page(2, Some(4))], 2, 9).await;
+        assert_eq!(got, Err(Overrun::Changed { was: 5, now: 4 }));
     }
 }

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use tracing::Instrument;
 
 use super::{transport_error, BackendError};
-use crate::resilience::{Throttle, Throttled};
+use crate::resilience::{Background, Throttle, Throttled};
 
 /// Told about every upstream exchange (metrics). `outcome` is a small fixed vocabulary:
 /// `ok`, `http_4xx`, `http_5xx`, `timeout`, `connect`, `throttled`, `oversized`, `protocol`.
@@ -109,6 +109,19 @@ impl Upstream {
         endpoint: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Reply, BackendError> {
+        // Background work (a sweep) first takes a slot of its own bounded share.
+        let background = Background::current();
+        let _background_slot = match &background {
+            Some(scope) => match scope.admit().await {
+                Ok(slot) => Some(slot),
+                Err(t) => {
+                    self.observer
+                        .exchange(&self.system, endpoint, "throttled", Duration::ZERO);
+                    return Err(throttled(&self.system, t));
+                }
+            },
+            None => None,
+        };
         let _slot = match self.throttle.acquire().await {
             Ok(slot) => slot,
             Err(t) => {
@@ -117,6 +130,9 @@ impl Upstream {
                 return Err(throttled(&self.system, t));
             }
         };
+        if let Some(scope) = &background {
+            scope.count();
+        }
         let span = tracing::debug_span!("upstream", system = %self.system, endpoint);
         let started = Instant::now();
         let exchange = async {

@@ -194,7 +194,7 @@ impl Intersight {
             }
         };
         paging::offset_pages(top, self.max_pages, fetch, |overrun| {
-            self.protocol(&key, &overrun.to_string())
+            super::paging_error(&self.name, &key, overrun, "")
         })
         .await
     }
@@ -226,15 +226,20 @@ impl Intersight {
     ) -> Result<ServerRecord, BackendError> {
         let nics = self.nics(&server.moid).await?;
         let name = server.name.clone();
-        self.complete(name, server, nics).await
+        self.complete(name, server, nics, false).await
     }
 
     /// The record, with the NICs from the server's CIMC when Intersight has none for it.
+    ///
+    /// `sweeping`: a CIMC that cannot be read leaves this one record without NICs (its
+    /// `nics_unavailable` says why) instead of failing the whole sweep; a lookup by name
+    /// still asks that CIMC live.
     async fn complete(
         &self,
         name: String,
         server: PhysicalSummary,
         nics: Vec<crate::domain::Nic>,
+        sweeping: bool,
     ) -> Result<ServerRecord, BackendError> {
         if !nics.is_empty() {
             return Ok(self.record(name, server, nics, None));
@@ -248,15 +253,22 @@ impl Intersight {
         let (Some(bmc), Some(serial)) = (&server.bmc, &server.serial) else {
             return Ok(self.record(name, server, nics, Some(NO_CIMC_ADDRESS)));
         };
-        let nics = cimc
-            .nics(&bmc.address, serial)
-            .await
-            .map_err(|source| BackendError::Bmc {
-                system: self.name.clone(),
-                server: name.clone(),
-                address: bmc.address.to_string(),
-                source: Box::new(source),
-            })?;
+        let nics = match cimc.nics(&bmc.address, serial).await {
+            Ok(nics) => nics,
+            Err(source) => {
+                let failure = BackendError::Bmc {
+                    system: self.name.clone(),
+                    server: name.clone(),
+                    address: bmc.address.to_string(),
+                    source: Box::new(source),
+                };
+                if !sweeping {
+                    return Err(failure);
+                }
+                let reason = format!("the sweep could not read them: {}", failure.public_text());
+                return Ok(self.record(name, server, Vec::new(), Some(&reason)));
+            }
+        };
         let reason = nics.is_empty().then_some(CIMC_LISTS_NONE);
         Ok(self.record(name, server, nics, reason))
     }
@@ -301,7 +313,7 @@ impl Intersight {
                     ),
                 }
             })?;
-            self.complete(profile, server, nics).await
+            self.complete(profile, server, nics, false).await
         }))
         .await
     }
@@ -381,7 +393,7 @@ impl Intersight {
                     Some(profile) if profile != physical => (profile, vec![physical]),
                     _ => (physical, Vec::new()),
                 };
-                let record = self.complete(name, server, nics).await?;
+                let record = self.complete(name, server, nics, true).await?;
                 Ok::<_, BackendError>(Listed { record, aliases })
             }
         }))

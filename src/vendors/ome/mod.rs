@@ -222,7 +222,7 @@ impl Ome {
             }
         };
         paging::offset_pages(top, self.max_pages, fetch, |overrun| {
-            self.protocol(&key, &format!("{overrun} for {filter:?}"))
+            super::paging_error(&self.name, &key, overrun, &format!(" for {filter:?}"))
         })
         .await
     }

@@ -56,7 +56,11 @@ pub fn valid_next_page_in(collection: &str, uri: &str) -> bool {
 }
 
 /// One page of a collection as JSON values (members) and its next link.
-pub fn value_page(body: &[u8]) -> Result<(Vec<serde_json::Value>, Option<String>), String> {
+/// A page's members, its `nextPageUri` and its `total` (the collection's size as the
+/// appliance counts it on this page).
+pub type ValuePage = (Vec<serde_json::Value>, Option<String>, Option<u64>);
+
+pub fn value_page(body: &[u8]) -> Result<ValuePage, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("collection is not JSON: {e}"))?;
     let members = v
@@ -70,7 +74,8 @@ pub fn value_page(body: &[u8]) -> Result<(Vec<serde_json::Value>, Option<String>
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(str::to_owned);
-    Ok((members, next))
+    let total = v.get("total").and_then(serde_json::Value::as_u64);
+    Ok((members, next, total))
 }
 
 /// `serverHardwareUri` must name one hardware item by a relative path; anything else (another
