@@ -213,6 +213,18 @@ pub fn write_gateway_config(
     port: u16,
     tokens: &[TokenSpec],
 ) -> Result<(Config, PathBuf), DemoError> {
+    write_gateway_config_with(dir, sims, port, tokens, "")
+}
+
+/// As [`write_gateway_config`], with `fleet` as the keys of the `[fleet]` table (e.g.
+/// `enabled = false\n`); the fleet index's defaults otherwise.
+pub fn write_gateway_config_with(
+    dir: &Path,
+    sims: &[SimHandle],
+    port: u16,
+    tokens: &[TokenSpec],
+    fleet: &str,
+) -> Result<(Config, PathBuf), DemoError> {
     let write = |path: PathBuf, text: &str| {
         std::fs::write(&path, text)
             .map(|_| path.clone())
@@ -231,7 +243,10 @@ pub fn write_gateway_config(
     } else {
         Some(write(dir.join("tokens.toml"), &tokens_file_toml(tokens))?)
     };
-    let toml = gateway_config_toml(sims, port, ca.as_deref(), tokens_file.as_deref());
+    let mut toml = gateway_config_toml(sims, port, ca.as_deref(), tokens_file.as_deref());
+    if !fleet.is_empty() {
+        let _ = write!(toml, "\n[fleet]\n{fleet}");
+    }
     let path = write(dir.join("gateway.toml"), &toml)?;
     let config = Config::from_toml_str(&toml)?;
     Ok((config, path))

@@ -61,6 +61,10 @@ enum Command {
         /// Bearer token (read + admin) the demo gateway accepts; random when not given.
         #[arg(long, env = "IGW_DEMO_TOKEN")]
         token: Option<String>,
+        /// Do not sweep the simulators into the fleet index (`[fleet] enabled = false`), so
+        /// that their request counters see lookups only.
+        #[arg(long)]
+        no_fleet: bool,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -249,7 +253,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Demo { port, token, sim } => run_demo(port, token, &sim).await,
+        Command::Demo {
+            port,
+            token,
+            no_fleet,
+            sim,
+        } => run_demo(port, token, no_fleet, &sim).await,
         Command::Bench(args) => {
             let exe = std::env::current_exe().context("cannot find this program's path")?;
             let argv: Vec<String> = std::env::args().collect();
@@ -359,14 +368,20 @@ fn hash_token(name: &str, scopes: &[String], generate: bool) -> anyhow::Result<(
     Ok(())
 }
 
-async fn run_demo(port: u16, token: Option<String>, args: &SimArgs) -> anyhow::Result<()> {
+async fn run_demo(
+    port: u16,
+    token: Option<String>,
+    no_fleet: bool,
+    args: &SimArgs,
+) -> anyhow::Result<()> {
     let token = token
         .map(SecretString::from)
         .unwrap_or_else(auth::generate_token);
     let sims = args.start(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))?;
     let dir = std::env::temp_dir().join(format!("inventory-gateway-demo-{}", std::process::id()));
     let tokens = [TokenSpec::new("demo", token.clone(), &["read", "admin"])];
-    let (config, config_path) = demo::write_gateway_config(&dir, &sims, port, &tokens)?;
+    let fleet = if no_fleet { "enabled = false\n" } else { "" };
+    let (config, config_path) = demo::write_gateway_config_with(&dir, &sims, port, &tokens, fleet)?;
     let app = Application::build(&config)?;
     let gateway = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -385,6 +400,7 @@ async fn run_demo(port: u16, token: Option<String>, args: &SimArgs) -> anyhow::R
     }
     // The demo's own token, printed on purpose: it guards loopback simulators only.
     println!("  token        {}", token.expose_secret());
+    println!("  page         {gateway}/  (search by name, MAC, serial, BMC; paste the token)");
     println!("  swagger ui   {gateway}/swagger-ui/  (Authorize with the token)");
     let auth = format!("-H 'Authorization: Bearer {}'", token.expose_secret());
     println!("\ntry:");
@@ -398,6 +414,17 @@ async fn run_demo(port: u16, token: Option<String>, args: &SimArgs) -> anyhow::R
         "  curl -s {auth} {gateway}/servers/{}-does-not-exist",
         fleet::name_prefix(SystemKind::Oneview)
     );
+    let first_mac = sims.iter().find_map(|s| {
+        let fleet = s.shared.fleet();
+        fleet
+            .iter()
+            .find_map(|server| server.nics.first().map(|n| n.mac.clone()))
+    });
+    if let Some(mac) = first_mac {
+        println!("  curl -s {auth} '{gateway}/servers?mac={mac}'");
+    }
+    println!("  curl -s {auth} '{gateway}/servers?limit=5'");
+    println!("  curl -s {auth} {gateway}/fleet");
     println!("  curl -s {auth} {gateway}/vendors");
     println!("  curl -s {gateway}/metrics");
     println!("\nCtrl-C stops everything.");

@@ -59,6 +59,9 @@ pub struct StackOptions {
     pub auth: bool,
     /// Extra keys of the `[auth]` table (e.g. `open_metrics = false`).
     pub auth_extra: String,
+    /// The keys of the `[fleet]` table. Sweeps are off by default: they would add calls to
+    /// the simulators' counters that the lookup tests count.
+    pub fleet: String,
 }
 
 impl Default for StackOptions {
@@ -71,6 +74,7 @@ impl Default for StackOptions {
             extra: String::new(),
             auth: true,
             auth_extra: String::new(),
+            fleet: "enabled = false\n".into(),
         }
     }
 }
@@ -102,7 +106,7 @@ pub async fn spawn_stack(opts: StackOptions) -> TestStack {
         1,
     );
     toml = toml.replacen("[auth]\n", &format!("[auth]\n{}\n", opts.auth_extra), 1);
-    toml.push('\n');
+    toml.push_str(&format!("\n[fleet]\n{}\n", opts.fleet));
     toml.push_str(&opts.extra);
     let config = inventory_gateway::config::Config::from_toml_str(&toml).expect("valid config");
     let app = Application::build(&config).expect("gateway builds");

@@ -5,6 +5,7 @@ mod ambiguity;
 mod errors;
 mod fairness;
 mod faults;
+mod fleet;
 mod helpers;
 mod ops;
 mod rate_limit;

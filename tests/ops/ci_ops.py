@@ -7,7 +7,9 @@ Starts `inventory-gateway demo` (three simulators and the gateway), then:
   4. opens /swagger-ui/ in headless Chromium (DevTools protocol): every route is listed, and
      "Authorize" with the token then "Try it out" / "Execute" on GET /servers/{name} shows a
      real record;
-  5. stops the demo with SIGTERM and expects exit code 0.
+  5. opens the page at / in headless Chromium once every system is indexed: "Authorize" with
+     the token lists every system of GET /fleet, and searching a server's MAC finds it;
+  6. stops the demo with SIGTERM and expects exit code 0.
 
 Usage: python ci_ops.py <inventory-gateway binary>  (chromium and promtool on PATH)
 """
@@ -37,6 +39,11 @@ ROUTES = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/servers"),
+    ("POST", "/servers/lookup"),
+    ("GET", "/fleet"),
+    ("GET", "/fleet/conflicts"),
+    ("POST", "/fleet/sweep"),
 ]
 
 
@@ -92,7 +99,8 @@ def start_demo(binary, log):
 class Chromium:
     """Headless Chromium driven over the DevTools protocol (one page)."""
 
-    def __init__(self, url):
+    def __init__(self, url, failure_shot="swagger-failure.png"):
+        self.failure_shot = failure_shot
         self.profile = tempfile.mkdtemp(prefix="igw-chromium-")
         exe = shutil.which("chromium") or shutil.which("chromium-browser")
         assert exe, "chromium is not installed"
@@ -146,7 +154,7 @@ class Chromium:
             if v:
                 return v
             if time.monotonic() > deadline:
-                self.screenshot("swagger-failure.png")
+                self.screenshot(self.failure_shot)
                 raise AssertionError(f"timed out waiting for {what}")
             time.sleep(0.2)
 
@@ -239,6 +247,65 @@ def swagger_check(gateway, name):
         browser.close()
 
 
+def wait_indexed(gateway, timeout=60):
+    """Polls GET /fleet until every system has an index (the demo sweeps them about 2 s after
+    it starts); returns the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        _, body = http_get(f"{gateway}/fleet", TOKEN)
+        fleet = json.loads(body)
+        pending = [s["name"] for s in fleet["systems"] if s["indexed"] is None]
+        if fleet["systems"] and not pending:
+            return fleet
+        assert time.monotonic() < deadline, f"not indexed after {timeout} s: {pending}: {fleet}"
+        time.sleep(0.5)
+
+
+def page_check(gateway):
+    fleet = wait_indexed(gateway)
+    systems = [s["name"] for s in fleet["systems"]]
+    _, body = http_get(f"{gateway}/servers?limit=100", TOKEN)
+    record = next((r for r in json.loads(body)["servers"] if r["nics"]), None)
+    assert record, f"no indexed server with a NIC: {body[:500]}"
+    name, mac = record["name"], record["nics"][0]["mac"]
+
+    browser = Chromium(f"{gateway}/", failure_shot="page-failure.png")
+    try:
+        # No token is needed to load the page (nor its style sheet and script).
+        browser.wait("document.readyState === 'complete' && !!document.querySelector('#token')",
+                     "the page and its token field")
+        collapse = browser.js("getComputedStyle(document.querySelector('#systems')).borderCollapse")
+        assert collapse == "collapse", "the page's style sheet is not applied"
+        state = browser.js("document.querySelector('#auth-state').textContent.trim()")
+        assert state == "not authorized", f"#auth-state says {state!r} before Authorize"
+
+        # Authorize with the bearer token: the page lists GET /fleet's systems.
+        browser.type_into("#token", TOKEN)
+        browser.js("document.querySelector('#authorize').click(), true")
+        rows = browser.wait(
+            "(() => { const r = [...document.querySelectorAll('#systems tbody tr')];"
+            f" return r.length === {len(systems)} ? r.map(t => t.innerText) : null; }})()",
+            f"{len(systems)} rows in #systems")
+        for system in systems:
+            assert any(r.startswith(system) for r in rows), f"no row for {system}: {rows}"
+        state = browser.js("document.querySelector('#auth-state').textContent.trim()")
+        assert state == "authorized", f"#auth-state says {state!r} after Authorize"
+
+        # Search the MAC as a person might paste it (upper case, dashes); Enter submits.
+        browser.type_into("#search", mac.upper().replace(":", "-"), enter=True)
+        row = browser.wait(
+            "[...document.querySelectorAll('#results tbody tr')].map(r => r.innerText)"
+            f".find(t => t.includes({json.dumps(name)})) || null",
+            f"a #results row for {name}")
+        assert mac in row, f"the row for {name} does not show {mac}: {row!r}"
+        count = browser.js("document.querySelector('#result-count').textContent.trim()")
+        print(f"page: {len(systems)} systems ({fleet['servers']} servers indexed); "
+              f"MAC {mac} -> {name} ({count})", flush=True)
+        browser.screenshot("page.png")
+    finally:
+        browser.close()
+
+
 def main():
     binary = sys.argv[1]
     log_path = Path(tempfile.gettempdir()) / "igw-ci-ops-demo.log"
@@ -272,6 +339,9 @@ def main():
 
             step("Swagger UI in headless Chromium")
             swagger_check(gateway, names[1])
+
+            step("the page at / in headless Chromium: Authorize, systems, search by MAC")
+            page_check(gateway)
         finally:
             step("SIGTERM: the demo drains, logs out and exits 0")
             proc.send_signal(signal.SIGTERM)
@@ -281,7 +351,7 @@ def main():
                 proc.kill()
                 code = "killed after 60 s"
     assert code == 0, f"demo exited with {code}; log in {log_path}"
-    print("ops: 5 passed, 0 failed", flush=True)
+    print("ops: 6 passed, 0 failed", flush=True)
 
 
 if __name__ == "__main__":
