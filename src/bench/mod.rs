@@ -340,6 +340,7 @@ pub async fn run(args: BenchArgs, gateway_exe: PathBuf, argv: &[String]) -> Resu
         dir: &dir,
         workers: WORKERS,
         max_entries: (args.records + 6 * layout.reserve + 1000) as u64,
+        fleet: false,
     };
     let outcome = match Gateway::start(&spec, &sims).await {
         Ok(mut gateway) => {

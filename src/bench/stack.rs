@@ -149,6 +149,9 @@ pub struct GatewaySpec<'a> {
     pub dir: &'a Path,
     pub workers: usize,
     pub max_entries: u64,
+    /// Whether the fleet index is on (swept on demand only: `POST /fleet/sweep`). Off for the
+    /// lookup measurements, whose call counts and cache fill must see lookups alone.
+    pub fleet: bool,
 }
 
 /// `inventory-gateway serve` in a child process; killed on drop.
@@ -315,10 +318,12 @@ fn config_toml(spec: &GatewaySpec<'_>, sims: &Sims, port: u16, tokens: &Path) ->
          [server]\nlisten = \"127.0.0.1:{port}\"\nworkers = {}\n\n\
          [server.rate_limit]\nrequests_per_second = 1000000000.0\nburst = 1000000000\n\n\
          [cache]\nmax_entries = {}\n\n\
-         [throttle]\nrequests_per_second = 1000000\nburst = 100000\nmax_in_flight = 512\n",
+         [throttle]\nrequests_per_second = 1000000\nburst = 100000\nmax_in_flight = 512\n\n\
+         [fleet]\nenabled = {}\nfirst_sweep_after = \"1h\"\n",
         tokens.display(),
         spec.workers,
         spec.max_entries,
+        spec.fleet,
     );
     out.push_str(&crate::demo::systems_toml(sims.handles(), None));
     out

@@ -160,6 +160,8 @@ impl Authenticator {
             // the user can press "Authorize".
             "/api-docs/openapi.json" => return None,
             p if p == "/swagger-ui" || p.starts_with("/swagger-ui/") => return None,
+            // The people's page: markup and code only; its data calls carry the token.
+            p if super::page::is_page(p) => return None,
             _ => {}
         }
         let admin_only = (*method == Method::DELETE && pattern == Some("/servers/{name}/cache"))

@@ -19,6 +19,7 @@ pub mod fleet;
 pub mod limits;
 pub mod observe;
 pub mod openapi;
+pub mod page;
 pub mod problem;
 pub mod rate_limit;
 pub mod refusals;
@@ -44,6 +45,21 @@ pub fn configure(
             .app_data(extractors::path_config())
             .app_data(extractors::query_config())
             .app_data(extractors::json_config())
+            .service(
+                web::resource("/")
+                    .route(web::get().to(page::index))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/ui/app.js")
+                    .route(web::get().to(page::app_js))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
+            .service(
+                web::resource("/ui/style.css")
+                    .route(web::get().to(page::style_css))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
             .service(
                 web::resource("/metrics")
                     .route(web::get().to(routes::metrics))

@@ -23,6 +23,8 @@ class HttpError extends Error {
   }
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 function el(tag, text, className) {
   const e = document.createElement(tag);
   if (text !== undefined && text !== null) e.textContent = String(text);
@@ -86,7 +88,7 @@ function systemRow(s) {
   let sweep;
   if (!last) sweep = el("td", s.sweeping ? "sweeping…" : "none yet", "muted");
   else if (last.error) sweep = el("td", last.error, "error");
-  else sweep = el("td", `${last.calls} calls, ${last.duration_ms} ms`, "num");
+  else sweep = el("td", `${plural(last.calls, "call")}, ${last.duration_ms} ms`, "num");
   if (last && s.sweeping) sweep.append(el("span", "sweeping", "badge"));
   tr.append(sweep);
   return tr;
@@ -103,9 +105,9 @@ async function loadFleet() {
   }
   $("systems").tBodies[0].replaceChildren(...fleet.systems.map(systemRow));
   const totals = $("totals");
-  totals.replaceChildren(`${fleet.servers} servers indexed, `);
+  totals.replaceChildren(`${plural(fleet.servers, "server")} indexed, `);
   if (fleet.conflicts > 0) {
-    const b = el("button", `${fleet.conflicts} conflicts`, "link");
+    const b = el("button", plural(fleet.conflicts, "conflict"), "link");
     b.type = "button";
     b.addEventListener("click", loadConflicts);
     totals.append(b);
@@ -197,8 +199,7 @@ async function search(value) {
   const servers = [...seen.values()].sort((a, b) => a.name.localeCompare(b.name));
   $("results").tBodies[0].replaceChildren(...servers.map(serverRow));
   const more = pages.some((p) => p.next_cursor) ? " (more match: refine the search)" : "";
-  $("result-count").textContent =
-    `${servers.length} ${servers.length === 1 ? "server" : "servers"}${more}`;
+  $("result-count").textContent = plural(servers.length, "server") + more;
   const unindexed = [...new Set(pages.flatMap((p) => p.unindexed))];
   if (unindexed.length) {
     showMessage(`Not indexed yet, so results may be incomplete: ${unindexed.join(", ")}.`, "note");
