@@ -87,7 +87,9 @@ pub struct FleetConfig {
     /// Share of a system's outbound throttle (`requests_per_second`, `max_in_flight`) a sweep
     /// may use, so that sweeps never crowd out live lookups. Within `(0, 1]`.
     pub sweep_share: f64,
-    /// Longest a sweep of one system may take before it is abandoned (the previous index stays).
+    /// Longest a sweep of one system may take before it is abandoned (the previous index stays;
+    /// what a sweep of OME already read is kept for the next). A first sweep of 10,000 OME
+    /// devices reads each one's NIC inventory: ~7 min within the default throttle's share.
     #[serde(with = "humantime_serde")]
     pub sweep_timeout: Duration,
     /// Names `POST /servers/lookup` resolves concurrently (live lookups; index answers cost
@@ -103,7 +105,7 @@ impl Default for FleetConfig {
             first_sweep_after: Duration::from_secs(2),
             max_age: Duration::from_secs(1200),
             sweep_share: 0.25,
-            sweep_timeout: Duration::from_secs(300),
+            sweep_timeout: Duration::from_secs(1800),
             lookup_concurrency: 4,
         }
     }

@@ -26,6 +26,8 @@ fn bench_subcommand_completes_and_prints_every_row() {
             "2",
             "--coalesce",
             "20",
+            "--fleet-servers",
+            "60",
             "--out",
         ])
         .arg(&out_file)

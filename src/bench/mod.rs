@@ -18,6 +18,7 @@ pub mod coalescing;
 pub mod cold;
 pub mod critical_path;
 pub mod fanout;
+pub mod fleet;
 pub mod machine;
 pub mod memory;
 pub mod report;
@@ -72,6 +73,10 @@ pub struct BenchArgs {
     /// Concurrent cold requests for one name in the coalescing test.
     #[arg(long, default_value_t = 1000)]
     pub coalesce: usize,
+    /// Servers per simulated system in the fleet-index run (sweeps, reverse and bulk lookups);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 10_000)]
+    pub fleet_servers: usize,
     /// Also write the table and its context to this file (e.g. BENCHMARKS.md).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -216,6 +221,8 @@ struct Measured {
     coalescing: Result<coalescing::CoalescingResult, String>,
     fanout: Result<fanout::FanoutResult, String>,
     rss: Result<memory::RssResult, String>,
+    /// None when skipped (`--fleet-servers 0`).
+    fleet: Option<Result<fleet::FleetResult, String>>,
     load_at_end: String,
 }
 
@@ -311,6 +318,7 @@ async fn measure_all(ctx: ClientCtx) -> Measured {
         coalescing,
         fanout,
         rss,
+        fleet: None,
         load_at_end: machine::load_average(),
     }
 }
@@ -363,7 +371,14 @@ pub async fn run(args: BenchArgs, gateway_exe: PathBuf, argv: &[String]) -> Resu
     bare.stop().await;
     sims.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
-    let (measured, config) = outcome?;
+    let (mut measured, config) = outcome?;
+    if args.fleet_servers > 0 {
+        let fleet = fleet::measure(&gateway_exe, args.fleet_servers, args.latency_ms)
+            .await
+            .map_err(|e| e.to_string());
+        measured.fleet = Some(fleet);
+        measured.load_at_end = machine::load_average();
+    }
 
     let rows = rows(&args, &measured);
     let table = report::table(&rows);
@@ -429,7 +444,7 @@ fn pct(part: Option<Duration>, whole: Duration) -> String {
 }
 
 fn rows(args: &BenchArgs, m: &Measured) -> Vec<Row> {
-    let [l_rps, l_lat, _, _, _, l_coal, l_fan, l_rss] = report::ROW_LABELS;
+    let [l_rps, l_lat, _, _, _, l_coal, l_fan, l_rss, ..] = report::ROW_LABELS;
     let mut rows = Vec::new();
     match &m.warm {
         Ok(w) => {
@@ -565,6 +580,147 @@ fn rows(args: &BenchArgs, m: &Measured) -> Vec<Row> {
         }
         Err(e) => rows.push(Row::failed(l_rss.into(), e, "report")),
     }
+    if let Some(fleet) = &m.fleet {
+        rows.extend(fleet_rows(fleet));
+    }
+    rows
+}
+
+/// What the replaced operator spent on one lookup of one name in a system of `n` servers,
+/// counted from its code (`roiblum1/BareMetalHostUCS`, `src/*_server_strategy.py`): it logged
+/// in and out per lookup and listed every profile to find one.
+fn operator_calls(kind: SystemKind, n: u64) -> String {
+    match kind {
+        // login + every profile page (count=-1: the appliance's 64) + the hardware + logout.
+        SystemKind::Oneview => format!("{} calls per lookup", n.div_ceil(64) + 3),
+        // Central: login, sys, lsServer (all n in one answer), logout; the domain: 3 login
+        // calls, 2 children queries, logout; plus the profile's DN.
+        SystemKind::UcsCentral => "11 calls per lookup (one answer holds all n profiles)".into(),
+        // login, profiles by 130 and devices by 40 up to the match (half-way on average),
+        // the NIC inventory, logout.
+        SystemKind::Ome => format!(
+            "≈ {} calls per lookup",
+            3 + (n / 2).div_ceil(130) + (n / 2).div_ceil(40)
+        ),
+        SystemKind::Ucsm | SystemKind::Intersight => "not supported".into(),
+    }
+}
+
+fn fleet_rows(fleet: &Result<fleet::FleetResult, String>) -> Vec<Row> {
+    let [.., l_sweep, l_index, l_mac, l_bulk] = report::ROW_LABELS;
+    let f = match fleet {
+        Ok(f) => f,
+        Err(e) => {
+            return [l_sweep, l_index, l_mac, l_bulk]
+                .into_iter()
+                .map(|l| Row::failed(l.into(), e, "report"))
+                .collect()
+        }
+    };
+    let n = f.servers_per_system as u64;
+    // Paged reads of at least 64 items (OneView's page; the others read 200-1,000), two
+    // collections at most per system, plus logins and the few fixed calls of each protocol.
+    let bound = 2 * n.div_ceil(64) + 16;
+    // OME has no bulk read of NIC inventory: one per device, on the first sweep only.
+    let ome_first = n + 2 * n.div_ceil(500) + 1;
+    let mut rows = Vec::new();
+    let sweeps = f
+        .sweeps
+        .iter()
+        .map(|s| (s, ""))
+        .chain(f.ome_again.iter().map(|s| (s, ", again (unchanged)")));
+    for (s, again) in sweeps {
+        let first_ome = s.kind == SystemKind::Ome && again.is_empty();
+        let target = if first_ome {
+            format!("≤ n + 2⌈n/500⌉ + 1 = {ome_first} (no bulk NIC read)")
+        } else {
+            format!("O(n / page): ≤ 2⌈n/64⌉ + 16 = {bound}")
+        };
+        let limit = if first_ome { ome_first } else { bound };
+        rows.push(match &s.error {
+            Some(e) => Row::failed(
+                format!("{l_sweep}: {}{again}", vendor_label(s.kind)),
+                e,
+                &target,
+            ),
+            None => Row {
+                measure: format!(
+                    "{l_sweep}: {}{again}, n = {} servers, L = {} ms",
+                    vendor_label(s.kind).trim_start_matches("cold path: "),
+                    thousands(n as f64),
+                    f.latency_ms
+                ),
+                gateway: format!(
+                    "{} calls, {:.1} s, {} servers indexed",
+                    thousands(s.calls as f64),
+                    s.wall.as_secs_f64(),
+                    thousands(s.servers as f64)
+                ),
+                reference: format!("replaced operator: {}", operator_calls(s.kind, n)),
+                ratio: "–".into(),
+                target,
+                met: Some(s.servers == n && s.calls <= limit),
+            },
+        });
+    }
+    let mem = |m: Option<Memory>| m.map_or("n/a".into(), |m| mib(m.rss));
+    rows.push(Row {
+        measure: format!("{l_index}, {} servers indexed", thousands(f.indexed as f64)),
+        gateway: f
+            .rss_per_10k()
+            .map_or("n/a".into(), |b| format!("≈ {} per 10,000 servers", mib(b))),
+        reference: format!(
+            "RSS before the sweeps {}, after {}",
+            mem(f.before),
+            mem(f.after)
+        ),
+        ratio: "–".into(),
+        target: "report".into(),
+        met: None,
+    });
+    let p = |v: &[std::time::Duration], q: f64| ms(fleet::percentile(v, q));
+    let total_lookups = (n * KINDS.len() as u64) as f64;
+    rows.push(Row {
+        measure: format!(
+            "{l_mac}: `GET /servers?mac=`, {} servers indexed, p50 / p99 of {}",
+            thousands(total_lookups),
+            f.mac.len()
+        ),
+        gateway: format!(
+            "{} / {} ({} of {} found exactly one server)",
+            p(&f.mac, 50.0),
+            p(&f.mac, 99.0),
+            f.mac_exact,
+            f.mac.len()
+        ),
+        reference: "replaced operator: no reverse lookup".into(),
+        ratio: "–".into(),
+        target: "every MAC found once".into(),
+        met: Some(f.mac_exact == f.mac.len() && !f.mac.is_empty()),
+    });
+    let requests = f.bulk.len();
+    let operator_per_lookup = n.div_ceil(64) + 3;
+    rows.push(Row {
+        measure: format!(
+            "{l_bulk}: `POST /servers/lookup`, {} names from the index, p50 / p99 of {requests}",
+            thousands(fleet::BULK_NAMES as f64)
+        ),
+        gateway: format!(
+            "{} / {} ({} of {} names found)",
+            p(&f.bulk, 50.0),
+            p(&f.bulk, 99.0),
+            thousands(f.bulk_found as f64),
+            thousands((requests * fleet::BULK_NAMES) as f64)
+        ),
+        reference: format!(
+            "replaced operator (OneView, one name at a time): {} calls ≈ {:.0} min at L",
+            thousands((fleet::BULK_NAMES as u64 * operator_per_lookup) as f64),
+            (fleet::BULK_NAMES as u64 * operator_per_lookup * f.latency_ms) as f64 / 60_000.0
+        ),
+        ratio: "–".into(),
+        target: "every name found".into(),
+        met: Some(f.bulk_found == requests * fleet::BULK_NAMES && requests > 0),
+    });
     rows
 }
 
@@ -769,6 +925,32 @@ fn markdown(
             Err(_) => String::new(),
         }
     ));
+    if let Some(Ok(f)) = &m.fleet {
+        out.push_str(&format!(
+            "- **Fleet index** (its own run, after the sections above): a second set of \
+             simulators, {} servers each, every call delayed L = {} ms (the CIMCs behind \
+             Intersight too), and a second gateway child with `[fleet]` on, the shipped \
+             outbound throttle (100 req/s, 16 in flight per system) and sweep share (25 %: \
+             25 req/s, 4 in flight), sweeps on demand only, and `max_response_bytes` raised to \
+             64 MiB for every system (one simulated UCS Manager domain of that size answers its \
+             class query with ~21 MB; real domains hold at most a few hundred servers). Each \
+             system swept once with `POST /fleet/sweep?system=`, one after the other (wall time \
+             measured by the client; calls as the gateway counts them, logins included), then \
+             OME again with nothing changed. Index RSS: the gateway's VmRSS before the first \
+             sweep and after the last, scaled to 10,000 servers. Then {} `GET /servers?mac=` \
+             of random MACs and {} `POST /servers/lookup` of {} random names, one request at a \
+             time on one keep-alive connection (reqwest), from the index (no system called). \
+             The replaced operator's costs are counted from its code \
+             (`roiblum1/BareMetalHostUCS`, `src/*_server_strategy.py`): it logs in and out per \
+             lookup and lists profiles until the match (OneView: every page, the appliance's \
+             page of 64).\n",
+            thousands(f.servers_per_system as f64),
+            f.latency_ms,
+            f.mac.len(),
+            f.bulk.len(),
+            thousands(fleet::BULK_NAMES as f64),
+        ));
+    }
     out.push_str("\n## Targets missed\n\n");
     let missed: Vec<&Row> = rows.iter().filter(|r| r.met == Some(false)).collect();
     if missed.is_empty() {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// First-column labels, in table order (the integration test checks every one is printed).
-pub const ROW_LABELS: [&str; 8] = [
+pub const ROW_LABELS: [&str; 12] = [
     "warm path: throughput",
     "warm path: latency",
     "cold path: hpe",
@@ -12,6 +12,10 @@ pub const ROW_LABELS: [&str; 8] = [
     "coalescing",
     "fan-out",
     "peak RSS",
+    "fleet sweep",
+    "fleet index RSS",
+    "reverse lookup",
+    "bulk lookup",
 ];
 
 pub struct Row {

@@ -161,6 +161,8 @@ pub struct Gateway {
     pub pid: u32,
     pub config_text: String,
     stderr_path: PathBuf,
+    /// Scope `admin` (sweeps on demand).
+    pub admin_token: secrecy::SecretString,
 }
 
 impl Gateway {
@@ -168,12 +170,15 @@ impl Gateway {
         let io = |what: &str, e: std::io::Error| BenchError::Setup(format!("{what}: {e}"));
         std::fs::create_dir_all(spec.dir).map_err(|e| io("temp dir", e))?;
         let token = crate::http::auth::generate_token();
+        let admin_token = crate::http::auth::generate_token();
         let tokens_path = spec.dir.join("tokens.toml");
         std::fs::write(
             &tokens_path,
             format!(
-                "[[tokens]]\nname = \"bench\"\nhash = \"{}\"\nscopes = [\"read\"]\n",
-                crate::http::auth::hash_token(token.expose_secret())
+                "[[tokens]]\nname = \"bench\"\nhash = \"{}\"\nscopes = [\"read\"]\n\n\
+                 [[tokens]]\nname = \"bench-admin\"\nhash = \"{}\"\nscopes = [\"admin\"]\n",
+                crate::http::auth::hash_token(token.expose_secret()),
+                crate::http::auth::hash_token(admin_token.expose_secret())
             ),
         )
         .map_err(|e| io("tokens file", e))?;
@@ -208,6 +213,7 @@ impl Gateway {
             pid,
             config_text,
             stderr_path,
+            admin_token,
         };
         gw.wait_ready().await?;
         Ok(gw)
@@ -312,20 +318,34 @@ fn free_port() -> std::io::Result<u16> {
 /// The gateway's config: auth on (one read token), metrics as always, the inbound rate limit on
 /// but out of reach (its cost is measured, its refusals are not), the outbound throttle raised
 /// so that the cache fill is not paced at 100 lookups/s, and a cache large enough for the fill.
+///
+/// With the fleet index on (its own run), the outbound throttle and the sweep share are the
+/// shipped defaults, sweeps run on demand only, and every system may answer up to 64 MiB (one
+/// simulated UCS Manager domain of 10,000 servers answers its class query with ~21 MB).
 fn config_toml(spec: &GatewaySpec<'_>, sims: &Sims, port: u16, tokens: &Path) -> String {
     let mut out = format!(
         "[auth]\ntokens_file = \"{}\"\n\n[telemetry]\nlog_filter = \"warn\"\n\n\
          [server]\nlisten = \"127.0.0.1:{port}\"\nworkers = {}\n\n\
          [server.rate_limit]\nrequests_per_second = 1000000000.0\nburst = 1000000000\n\n\
-         [cache]\nmax_entries = {}\n\n\
-         [throttle]\nrequests_per_second = 1000000\nburst = 100000\nmax_in_flight = 512\n\n\
-         [fleet]\nenabled = {}\nfirst_sweep_after = \"1h\"\n",
+         [cache]\nmax_entries = {}\n\n",
         tokens.display(),
         spec.workers,
         spec.max_entries,
-        spec.fleet,
     );
-    out.push_str(&crate::demo::systems_toml(sims.handles(), None));
+    if spec.fleet {
+        out.push_str("[fleet]\nfirst_sweep_after = \"1h\"\n");
+        let systems = crate::demo::systems_toml(sims.handles(), None);
+        out.push_str(&systems.replace(
+            "timeout = \"10s\"\n",
+            "timeout = \"60s\"\nmax_response_bytes = 67108864\n",
+        ));
+    } else {
+        out.push_str(
+            "[throttle]\nrequests_per_second = 1000000\nburst = 100000\nmax_in_flight = 512\n\n\
+             [fleet]\nenabled = false\n",
+        );
+        out.push_str(&crate::demo::systems_toml(sims.handles(), None));
+    }
     out
 }
 
