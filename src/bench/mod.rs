@@ -1034,6 +1034,7 @@ mod tests {
             records: 10,
             cold_lookups: 3,
             coalesce: 10,
+            fleet_servers: 0,
             out: None,
         };
         let layout = Layout::new(&args);
