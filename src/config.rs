@@ -92,6 +92,10 @@ pub struct FleetConfig {
     /// devices reads each one's NIC inventory: ~7 min within the default throttle's share.
     #[serde(with = "humantime_serde")]
     pub sweep_timeout: Duration,
+    /// Response bytes one sweep of one system may read in all (its pages are held until the
+    /// sweep ends): a bigger fleet fails the sweep (the previous index stays), so a hostile or
+    /// broken appliance cannot make the gateway hold more.
+    pub max_sweep_bytes: u64,
     /// Names `POST /servers/lookup` resolves concurrently (live lookups; index answers cost
     /// nothing). At most `server.max_cold_lookups_per_caller` are used.
     pub lookup_concurrency: usize,
@@ -106,6 +110,7 @@ impl Default for FleetConfig {
             max_age: Duration::from_secs(1200),
             sweep_share: 0.25,
             sweep_timeout: Duration::from_secs(1800),
+            max_sweep_bytes: 256 * 1024 * 1024,
             lookup_concurrency: 4,
         }
     }
@@ -686,6 +691,7 @@ impl Config {
             || f.sweep_timeout.is_zero()
             || !(f.sweep_share > 0.0 && f.sweep_share <= 1.0)
             || f.lookup_concurrency == 0
+            || f.max_sweep_bytes == 0
         {
             return Err(invalid(
                 "fleet".into(),

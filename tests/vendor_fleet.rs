@@ -93,7 +93,7 @@ async fn check_against_find(rig: &Rig, listed: &[Listed]) {
 async fn every_kind_sweeps_what_find_answers() {
     for kind in demo::KINDS {
         let rig = start(kind, 24);
-        let listed = rig.backend.list().await.unwrap();
+        let listed = rig.backend.list().await.unwrap().servers;
         check_against_find(&rig, &listed).await;
         let aliases: usize = listed.iter().map(|l| l.aliases.len()).sum();
         eprintln!(
@@ -162,7 +162,7 @@ async fn a_sweep_costs_pages_not_servers() {
         // measured as it runs every few minutes.
         rig.backend.list().await.unwrap();
         reset(&rig.sim);
-        let listed = rig.backend.list().await.unwrap();
+        let listed = rig.backend.list().await.unwrap().servers;
         assert_eq!(listed.len(), servers, "{kind}");
         let counted = calls(&rig.sim);
         for (endpoint, n) in want {
@@ -203,7 +203,7 @@ async fn ome_sweeps_read_nic_inventory_only_when_it_changed() {
         *fleet = Arc::new(servers.clone());
     }
     reset(&rig.sim);
-    let listed = rig.backend.list().await.unwrap();
+    let listed = rig.backend.list().await.unwrap().servers;
     assert_eq!(
         calls(&rig.sim).get(INVENTORY).copied(),
         Some(1),

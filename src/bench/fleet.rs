@@ -42,6 +42,8 @@ pub struct FleetResult {
     /// Sorted latencies of `POST /servers/lookup` with `BULK_NAMES` names, and the names found.
     pub bulk: Vec<Duration>,
     pub bulk_found: usize,
+    /// Names of the bulk lookups answered from the index (`cache: index`), not live.
+    pub bulk_from_index: usize,
 }
 
 impl FleetResult {
@@ -205,6 +207,7 @@ async fn run(
     eprintln!("bench: {BULK_REQUESTS} bulk lookups of {BULK_NAMES} names");
     let mut bulk = Vec::new();
     let mut bulk_found = 0;
+    let mut bulk_from_index = 0;
     for _ in 0..BULK_REQUESTS {
         let batch: Vec<&String> = (0..BULK_NAMES)
             .filter_map(|_| names.get(rng.usize(..names.len().max(1))))
@@ -220,6 +223,9 @@ async fn run(
             .await?;
         bulk.push(started.elapsed());
         bulk_found += body["found"].as_u64().unwrap_or(0) as usize;
+        bulk_from_index += body["results"]
+            .as_array()
+            .map_or(0, |r| r.iter().filter(|r| r["cache"] == "index").count());
     }
     bulk.sort();
     Ok(FleetResult {
@@ -234,5 +240,6 @@ async fn run(
         mac_exact,
         bulk,
         bulk_found,
+        bulk_from_index,
     })
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{BmcAddress, MacAddress, ServerRecord, SystemKind};
-use crate::vendors::Listed;
+use crate::vendors::FleetListing;
 
 /// The order of every listing: folded name, then system, then the system's id.
 pub type SortKey = (String, String, String);
@@ -51,6 +51,9 @@ pub struct SystemIndex {
     by_serial: HashMap<String, Vec<u32>>,
     by_bmc: HashMap<BmcAddress, Vec<u32>>,
     by_id: HashMap<String, u32>,
+    /// Folded names the system answers with something other than one of these servers
+    /// ([`FleetListing::withheld`]): never answered from the index.
+    withheld: std::collections::HashSet<String>,
     /// When the sweep that built this index started: nothing in it is older news than that.
     pub swept_at: DateTime<Utc>,
     pub swept: Instant,
@@ -70,11 +73,17 @@ impl SystemIndex {
     pub fn build(
         system: &str,
         kind: SystemKind,
-        listed: Vec<Listed>,
+        listed: FleetListing,
         swept_at: DateTime<Utc>,
         swept: Instant,
     ) -> Self {
+        let withheld = listed
+            .withheld
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
         let mut entries: Vec<Entry> = listed
+            .servers
             .into_iter()
             .map(|l| Entry {
                 key: (
@@ -97,6 +106,7 @@ impl SystemIndex {
             by_serial: HashMap::with_capacity(entries.len()),
             by_bmc: HashMap::with_capacity(entries.len()),
             by_id: HashMap::with_capacity(entries.len()),
+            withheld,
             swept_at,
             swept,
             digest: [0; 32],
@@ -129,6 +139,9 @@ impl SystemIndex {
             // contribution would only make the digest less discriminating.
             hash.update(serde_json::to_vec(&(content, &e.aliases)).unwrap_or_default());
         }
+        let mut withheld: Vec<&String> = index.withheld.iter().collect();
+        withheld.sort();
+        hash.update(serde_json::to_vec(&withheld).unwrap_or_default());
         index.digest = hash.finalize().into();
         index
     }
@@ -166,6 +179,11 @@ impl SystemIndex {
     /// Servers answering to `name` (folded match; the caller applies case sensitivity).
     pub fn by_name(&self, name: &str) -> Vec<&Entry> {
         self.pick(self.by_name.get(&name.to_ascii_lowercase()))
+    }
+
+    /// Whether the system answers `name` with something other than an indexed server.
+    pub fn withholds(&self, name: &str) -> bool {
+        self.withheld.contains(&name.to_ascii_lowercase())
     }
 
     pub fn by_mac(&self, mac: &MacAddress) -> Vec<&Entry> {

@@ -227,6 +227,9 @@ impl Fleet {
                 continue;
             }
             let index = self.index(i).filter(|x| self.is_fresh(x))?;
+            if index.withholds(name.as_str()) {
+                return None;
+            }
             let case_sensitive = backend.case_sensitive_names();
             for entry in index.by_name(name.as_str()) {
                 if !entry.answers_to(name.as_str(), case_sensitive) {
@@ -382,14 +385,19 @@ impl Fleet {
 
     /// Sweeps the named systems (all when `None`) now, concurrently, each after any sweep of
     /// it under way; `false` when a name is not a configured system.
-    pub async fn sweep_now(&self, system: Option<&str>) -> bool {
+    pub async fn sweep_now(self: &Arc<Self>, system: Option<&str>) -> bool {
         let targets: Vec<usize> = (0..self.slots.len())
             .filter(|&i| system.is_none_or(|s| self.slots[i].system.name() == s))
             .collect();
         if targets.is_empty() {
             return false;
         }
-        futures::future::join_all(targets.into_iter().map(|i| self.sweep(i))).await;
+        // In tasks of their own: a caller that gives up does not abandon a sweep half-way.
+        let sweeps = targets.into_iter().map(|i| {
+            let fleet = self.clone();
+            tokio::spawn(async move { fleet.sweep(i).await })
+        });
+        futures::future::join_all(sweeps).await;
         true
     }
 
@@ -409,14 +417,21 @@ impl Fleet {
             self.config.sweep_share,
             &slot.throttle,
             self.config.sweep_timeout,
+            self.config.max_sweep_bytes,
         );
-        let result = match system.breaker.try_acquire() {
-            Err(rejected) => Err(BackendError::Unavailable {
+        // Only a closed breaker is swept: while it is half-open its few probes belong to live
+        // lookups, which a sweep holding one for minutes would otherwise turn away.
+        let permit = match system.breaker.state() {
+            BreakerState::Closed => system.breaker.try_acquire().ok(),
+            _ => None,
+        };
+        let result = match permit {
+            None => Err(BackendError::Unavailable {
                 system: system.name().to_owned(),
-                reason: "circuit breaker open after repeated failures".into(),
-                retry_after: rejected.retry_after,
+                reason: "circuit breaker not closed: the sweep waits for it to close".into(),
+                retry_after: Duration::from_secs(1),
             }),
-            Ok(permit) => {
+            Some(permit) => {
                 let deadline = Instant::now() + self.config.sweep_timeout;
                 let attempts = retry(
                     &self.retry,
@@ -439,6 +454,8 @@ impl Fleet {
                     // A listing the gateway cannot read (say, larger than max_response_bytes)
                     // says nothing about whether the system answers lookups.
                     Err(BackendError::Protocol { .. }) => drop(permit),
+                    // Its own share (and sweep_timeout) may be what ran out, not the system.
+                    Err(BackendError::Timeout { .. }) => drop(permit),
                     Err(e) if e.is_system_failure() => permit.failure(),
                     Err(_) => drop(permit),
                 }

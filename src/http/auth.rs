@@ -91,6 +91,28 @@ pub fn is_admin(req: &actix_web::HttpRequest) -> bool {
     req.extensions().get::<Caller>().is_some_and(|c| c.admin)
 }
 
+/// For handlers of admin-only operations, besides the middleware's check: `Some(403)` when
+/// auth is on and the caller did not present an admin token.
+pub fn refuse_unless_admin(
+    req: &actix_web::HttpRequest,
+    request_id: &str,
+) -> Option<actix_web::HttpResponse> {
+    let auth_on = req.app_data::<web::Data<Authenticator>>().is_some();
+    if !auth_on || is_admin(req) {
+        return None;
+    }
+    Some(
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            super::problem::types::FORBIDDEN,
+            "Insufficient scope",
+            "this operation needs a token with the `admin` scope",
+        )
+        .at(req.path(), request_id)
+        .response(),
+    )
+}
+
 pub struct Authenticator {
     tokens: Vec<Token>,
     open_health: bool,
@@ -164,8 +186,10 @@ impl Authenticator {
             p if super::page::is_page(p) => return None,
             _ => {}
         }
-        let admin_only = (*method == Method::DELETE && pattern == Some("/servers/{name}/cache"))
-            || (*method == Method::POST && path == "/fleet/sweep");
+        let purge = pattern == Some("/servers/{name}/cache")
+            || (path.starts_with("/servers/") && path.ends_with("/cache"));
+        let admin_only = (*method == Method::DELETE && purge)
+            || (*method == Method::POST && path.trim_end_matches('/') == "/fleet/sweep");
         if admin_only {
             Some(Scope::Admin)
         } else {
@@ -265,7 +289,10 @@ pub async fn middleware(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let pattern = req.match_pattern();
-    let Some(needed) = auth.required_scope(req.method(), req.path(), pattern.as_deref()) else {
+    // The path as the router will match it (percent-escapes of unreserved characters decoded):
+    // `/fleet/%73weep` must need what `/fleet/sweep` needs.
+    let path = req.match_info().as_str().to_owned();
+    let Some(needed) = auth.required_scope(req.method(), &path, pattern.as_deref()) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let credential = parse_credential(req.headers().get(AUTHORIZATION));

@@ -226,10 +226,39 @@ pub async fn list_servers(
 #[serde(deny_unknown_fields)]
 pub struct LookupRequest {
     /// 1-1000 server names, each as `GET /servers/{name}` takes it.
-    #[schema(example = json!(["hpe-synergy-001", "ucs-blade-002"]))]
+    #[schema(example = json!(["hpe-synergy-001", "ucs-blade-002"]), max_items = 1000, min_items = 1)]
+    #[serde(deserialize_with = "at_most_max_page")]
     pub names: Vec<String>,
     /// Ask only this vendor's systems (as `?vendor=`).
     pub vendor: Option<String>,
+}
+
+/// The names, refused while parsing once there are more than [`MAX_PAGE`] (not after a
+/// megabyte of them has been collected).
+fn at_most_max_page<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Names;
+    impl<'de> serde::de::Visitor<'de> for Names {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_PAGE} names")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                if names.len() == MAX_PAGE {
+                    return Err(serde::de::Error::custom(format!(
+                        "more than {MAX_PAGE} names"
+                    )));
+                }
+                names.push(name);
+            }
+            Ok(names)
+        }
+    }
+    d.deserialize_seq(Names)
 }
 
 /// One name's answer: `record` on 200, `problem` otherwise.
@@ -467,6 +496,9 @@ pub async fn sweep_now(
     lookup: web::Data<LookupService>,
     rid: RequestId,
 ) -> HttpResponse {
+    if let Some(refused) = super::auth::refuse_unless_admin(&req, &rid.0) {
+        return refused;
+    }
     let query = match web::Query::<SweepQuery>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
         Err(e) => return bad(&req, &rid, "Invalid query", e.to_string()),

@@ -153,6 +153,9 @@ pub async fn purge_server(
     lookup: web::Data<LookupService>,
     rid: RequestId,
 ) -> HttpResponse {
+    if let Some(refused) = super::auth::refuse_unless_admin(&req, &rid.0) {
+        return refused;
+    }
     match ServerName::parse(&path) {
         Ok(name) => {
             let removed = lookup.purge(&name).await;

@@ -286,8 +286,7 @@ impl LookupService {
                     });
                 }
             }
-            // A fresh index entry beats a remembered "not found": the sweep may be newer.
-            if let Some((record, age)) = inner.fleet.answer(name, vendor) {
+            if let Some((record, age)) = inner.index_answer(name, vendor, cached.as_deref()).await {
                 inner.events.cache("index");
                 return Ok(Answer {
                     record,
@@ -408,6 +407,33 @@ impl LookupService {
 }
 
 impl Inner {
+    /// The fleet index's answer, unless the live path knows better: a name it has seen held
+    /// by two systems stays for the live path to answer (409), and a "not found" heard after
+    /// the sweep the index entry comes from wins over that entry.
+    async fn index_answer(
+        &self,
+        name: &ServerName,
+        vendor: Option<Vendor>,
+        cached: Option<&Cached>,
+    ) -> Option<(ServerRecord, Duration)> {
+        let (record, age) = self.fleet.answer(name, vendor)?;
+        if let Some(Cached::NotFound { at, .. }) = cached {
+            if at.elapsed() < age {
+                return None;
+            }
+        }
+        if let Some(known) = self.holders.get(&name.folded()).await {
+            let relevant = known
+                .iter()
+                .filter(|c| vendor.is_none_or(|v| c.system.vendor() == v))
+                .count();
+            if relevant >= 2 {
+                return None;
+            }
+        }
+        Some((record, age))
+    }
+
     /// An answer that could not hear from every system is only trusted briefly.
     /// Unverified answers, and records whose NICs the system could not tell (a CIMC still
     /// taking inventory), are fresh only for `negative_ttl`.

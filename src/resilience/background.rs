@@ -12,18 +12,28 @@ use std::time::Duration;
 use super::throttle::{Throttle, ThrottleConfig, ThrottlePermit, Throttled};
 
 tokio::task_local! {
-    static SCOPE: Arc<Background>;
+    static SCOPE: Scope;
+}
+
+#[derive(Clone)]
+struct Scope {
+    work: Arc<Background>,
+    /// False inside [`Background::unpaced`]: counted, but not held to the share.
+    paced: bool,
 }
 
 pub struct Background {
     budget: Throttle,
     calls: AtomicU64,
+    bytes: AtomicU64,
+    max_bytes: u64,
 }
 
 impl Background {
     /// A scope allowed `share` (within `(0, 1]`) of `of`'s rate and in-flight slots (at
-    /// least one of each), waiting up to `max_wait` for a slot.
-    pub fn new(share: f64, of: &ThrottleConfig, max_wait: Duration) -> Arc<Self> {
+    /// least one of each), waiting up to `max_wait` for a slot, reading at most `max_bytes`
+    /// of response bodies in all.
+    pub fn new(share: f64, of: &ThrottleConfig, max_wait: Duration, max_bytes: u64) -> Arc<Self> {
         let part = |n: u32| ((f64::from(n) * share).floor() as u32).max(1);
         Arc::new(Self {
             budget: Throttle::new(&ThrottleConfig {
@@ -33,18 +43,56 @@ impl Background {
                 max_wait,
             }),
             calls: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            max_bytes,
         })
+    }
+
+    /// `n` more bytes were read; `Err(total)` once the work has read more than it may. A
+    /// sweep keeps what it reads until it ends, so what one may make the gateway hold is
+    /// bounded here, whatever pages an appliance sends.
+    pub fn read(&self, n: u64) -> Result<(), u64> {
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if total > self.max_bytes {
+            Err(total)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
     }
 
     /// Runs `work` inside this scope: the exchanges it makes, in this task, are counted and
     /// throttled here.
     pub async fn run<F: Future>(self: &Arc<Self>, work: F) -> F::Output {
-        SCOPE.scope(self.clone(), work).await
+        let scope = Scope {
+            work: self.clone(),
+            paced: true,
+        };
+        SCOPE.scope(scope, work).await
     }
 
-    /// The scope the current task runs in, if any.
-    pub fn current() -> Option<Arc<Self>> {
-        SCOPE.try_with(Arc::clone).ok()
+    /// Runs `work` (a login, a session refresh) without waiting for the background share,
+    /// still counted. Such work holds a gate live lookups queue behind: it must not wait for
+    /// the background's slots while they wait for it.
+    pub async fn unpaced<F: Future>(work: F) -> F::Output {
+        match SCOPE.try_with(Scope::clone) {
+            Ok(scope) => {
+                let scope = Scope {
+                    paced: false,
+                    ..scope
+                };
+                SCOPE.scope(scope, work).await
+            }
+            Err(_) => work.await,
+        }
+    }
+
+    /// The scope the current task runs in, if any, and whether it is held to the share.
+    pub fn current() -> Option<(Arc<Self>, bool)> {
+        SCOPE.try_with(|s| (s.work.clone(), s.paced)).ok()
     }
 
     /// A slot of the background share; hold it for the whole exchange.
@@ -74,21 +122,26 @@ mod tests {
             max_in_flight: 8,
             max_wait: Duration::ZERO,
         };
-        let bg = Background::new(0.25, &of, Duration::ZERO);
+        let bg = Background::new(0.25, &of, Duration::ZERO, 10);
         assert!(Background::current().is_none());
         let held = bg
             .run(async {
-                let scope = Background::current().expect("inside the scope");
+                let (scope, paced) = Background::current().expect("inside the scope");
+                assert!(paced);
                 scope.count();
                 let a = scope.admit().await.expect("slot 1");
                 let b = scope.admit().await.expect("slot 2");
                 // 25 % of 8 in-flight slots.
                 assert!(scope.admit().await.is_err());
+                let inner = Background::unpaced(async { Background::current() }).await;
+                assert!(inner.is_some_and(|(_, paced)| !paced));
                 (a, b)
             })
             .await;
         drop(held);
         assert_eq!(bg.calls(), 1);
+        assert_eq!(bg.read(10), Ok(()));
+        assert_eq!(bg.read(1), Err(11));
         assert!(Background::current().is_none());
     }
 }

@@ -253,6 +253,17 @@ pub struct Listed {
     pub aliases: Vec<String>,
 }
 
+/// A system's whole fleet, as one sweep read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FleetListing {
+    pub servers: Vec<Listed>,
+    /// Names [`Backend::find`] answers with something other than one of `servers` (a profile
+    /// without hardware, a profile pointing at a server the system does not list): a fleet
+    /// index must never answer them itself, so that a lookup of one gets the live answer
+    /// (409 unassigned or ambiguous) rather than another server of that name.
+    pub withheld: Vec<String>,
+}
+
 /// A management system that can find servers by name.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -265,7 +276,7 @@ pub trait Backend: Send + Sync + 'static {
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
     /// Every server the system holds (a sweep, for the fleet index), read with the vendor's
     /// bulk endpoints page by page; each backend's `fleet` says what a sweep costs.
-    async fn list(&self) -> Result<Vec<Listed>, BackendError>;
+    async fn list(&self) -> Result<FleetListing, BackendError>;
     /// Whether the system matches names only in their exact spelling (Intersight's `eq`):
     /// then a miss says nothing about another spelling of the name, and the lookup layer keys
     /// its "not here" memory by the exact spelling for this system.

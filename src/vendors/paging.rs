@@ -5,6 +5,11 @@ use std::future::Future;
 
 use serde_json::Value;
 
+/// Pages a sweep of a whole collection may follow. A lookup's `max_pages` is far lower; a
+/// sweep is bounded instead by the bytes it may read (`fleet.max_sweep_bytes`, enforced in
+/// `Upstream`) and by `fleet.sweep_timeout`; this only ends a loop nothing else would.
+pub const SWEEP_MAX_PAGES: u32 = 100_000;
+
 /// One page of an offset-paged collection.
 #[derive(Debug)]
 pub struct Page {

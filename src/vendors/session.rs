@@ -229,18 +229,22 @@ impl<S: Send + Sync + 'static> SessionManager<S> {
         self.refused()?;
         // A due session is refreshed in place where the vendor can; a rejected one never is.
         let live = self.replace(None);
-        let refreshed = match (&live, rejected) {
-            (Some(lease), None) => protocol.refresh(&lease.session).await,
-            _ => None,
-        };
-        let outcome = match refreshed {
-            Some(Ok(issued)) => Ok(issued),
-            Some(Err(e)) => {
-                tracing::info!(system = %self.system, error = %e, "session refresh failed; logging in again");
-                protocol.login().await
+        // Lookups wait on this gate: a sweep holding it must not wait for its background share.
+        let outcome = crate::resilience::Background::unpaced(async {
+            let refreshed = match (&live, rejected) {
+                (Some(lease), None) => protocol.refresh(&lease.session).await,
+                _ => None,
+            };
+            match refreshed {
+                Some(Ok(issued)) => Ok(issued),
+                Some(Err(e)) => {
+                    tracing::info!(system = %self.system, error = %e, "session refresh failed; logging in again");
+                    protocol.login().await
+                }
+                None => protocol.login().await,
             }
-            None => protocol.login().await,
-        };
+        })
+        .await;
         self.attempts.fetch_add(1, Ordering::SeqCst);
         match outcome {
             Ok(issued) => {

@@ -59,6 +59,8 @@ enum Failure {
     Oversized(u64),
     /// The whole exchange outlived the per-request timeout.
     Deadline,
+    /// Background work (a sweep) has read more than it may in all: (read, allowed).
+    BackgroundBudget(u64, u64),
 }
 
 impl Upstream {
@@ -112,7 +114,7 @@ impl Upstream {
         // Background work (a sweep) first takes a slot of its own bounded share.
         let background = Background::current();
         let _background_slot = match &background {
-            Some(scope) => match scope.admit().await {
+            Some((scope, true)) => match scope.admit().await {
                 Ok(slot) => Some(slot),
                 Err(t) => {
                     self.observer
@@ -120,7 +122,7 @@ impl Upstream {
                     return Err(throttled(&self.system, t));
                 }
             },
-            None => None,
+            _ => None,
         };
         let _slot = match self.throttle.acquire().await {
             Ok(slot) => slot,
@@ -130,7 +132,7 @@ impl Upstream {
                 return Err(throttled(&self.system, t));
             }
         };
-        if let Some(scope) = &background {
+        if let Some((scope, _)) = &background {
             scope.count();
         }
         let span = tracing::debug_span!("upstream", system = %self.system, endpoint);
@@ -163,6 +165,14 @@ impl Upstream {
             Ok(r) => r,
             Err(_) => Err(Failure::Deadline),
         };
+        // Background work is bounded by what it reads in all, not only per answer.
+        let result = match (result, &background) {
+            (Ok(reply), Some((scope, _))) => match scope.read(reply.body.len() as u64) {
+                Ok(()) => Ok(reply),
+                Err(total) => Err(Failure::BackgroundBudget(total, scope.max_bytes())),
+            },
+            (other, _) => other,
+        };
         let elapsed = started.elapsed();
         let outcome = match &result {
             Ok(r) if r.status.is_success() => "ok",
@@ -172,7 +182,7 @@ impl Upstream {
             Err(Failure::Transport(e)) if e.is_timeout() => "timeout",
             Err(Failure::Transport(e)) if is_unparsable(e) => "protocol",
             Err(Failure::Transport(_)) => "connect",
-            Err(Failure::Oversized(_)) => "oversized",
+            Err(Failure::Oversized(_) | Failure::BackgroundBudget(..)) => "oversized",
         };
         self.observer
             .exchange(&self.system, endpoint, outcome, elapsed);
@@ -186,6 +196,13 @@ impl Upstream {
             Failure::Deadline => BackendError::Timeout {
                 system: self.system.clone(),
                 timeout: self.timeout,
+            },
+            Failure::BackgroundBudget(total, max) => BackendError::Protocol {
+                system: self.system.clone(),
+                endpoint: endpoint.to_owned(),
+                detail: format!(
+                    "the sweep has read {total} bytes, more than fleet.max_sweep_bytes = {max}"
+                ),
             },
             Failure::Oversized(len) => BackendError::Protocol {
                 system: self.system.clone(),

@@ -595,3 +595,118 @@ async fn a_bulk_lookup_answers_every_name_in_order_and_coalesces_repeats() {
     }
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn names_a_system_answers_with_an_unassigned_profile_are_never_answered_from_the_index() {
+    let mut fleets = generated_fleets(5);
+    let oneview = fleets.get_mut(&SystemKind::Oneview).unwrap();
+    oneview[0].name = "twin-01".into();
+    let mut unassigned = oneview[1].clone();
+    unassigned.name = "twin-01".into();
+    unassigned.assigned = false;
+    unassigned.serial_number = "UNASSIGNED1".into();
+    for (i, nic) in unassigned.nics.iter_mut().enumerate() {
+        nic.mac = format!("02:0a:55:19:00:{i:02x}");
+    }
+    oneview.push(unassigned);
+    let stack = spawn_stack(options(fleets)).await;
+    let fleet = sweep(&stack, None).await;
+    assert_eq!(system_of(&fleet, "oneview-sim")["indexed"], 5, "{fleet}");
+    let from_index = stack.get("/servers/twin-01").await;
+    let status = from_index.status();
+    assert_ne!(
+        from_index
+            .headers()
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap()),
+        Some("index")
+    );
+    let live = stack.get("/servers/twin-01?refresh=true").await;
+    assert_eq!(status, live.status());
+    assert_ne!(status, 200);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_holder_the_live_path_saw_after_the_sweep_keeps_the_name_out_of_the_index() {
+    let stack = spawn_stack(options(generated_fleets(5))).await;
+    sweep(&stack, None).await;
+    let name = stack.server_name(SystemKind::Oneview, 2).await;
+    // OME gains a server of that name after the sweep: the index still answers (up to a sweep
+    // interval, as documented) ...
+    let sim = &stack.sim(SystemKind::Ome).shared;
+    let mut more: Vec<SimServer> = sim.fleet().as_ref().clone();
+    let mut twin = more[0].clone();
+    twin.name = name.clone();
+    twin.serial_number = "TWIN0001".into();
+    for (i, nic) in twin.nics.iter_mut().enumerate() {
+        nic.mac = format!("02:7e:1a:00:00:{i:02x}");
+    }
+    more.push(twin);
+    *sim.fleet.write().unwrap() = Arc::new(more);
+    let resp = stack.get(&format!("/servers/{name}")).await;
+    assert_eq!(resp.headers()["x-cache"], "index");
+    // ... until the live path sees both: from then on it is a 409, index or not.
+    assert_eq!(
+        stack
+            .get(&format!("/servers/{name}?refresh=true"))
+            .await
+            .status(),
+        409
+    );
+    assert_eq!(stack.get(&format!("/servers/{name}")).await.status(), 409);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn sweeping_needs_the_admin_scope_however_the_path_is_spelled() {
+    let stack = spawn_stack(options(generated_fleets(2))).await;
+    for path in ["/fleet/sweep", "/fleet/%73weep", "/%66leet/sweep"] {
+        let resp = stack
+            .client
+            .post(format!("{}{path}", stack.gateway))
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(resp.status(), 403, "{path} with a read token");
+    }
+    for path in ["/servers/x/cache", "/servers/x/%63ache"] {
+        let resp = stack
+            .client
+            .delete(format!("{}{path}", stack.gateway))
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(resp.status(), 403, "{path} with a read token");
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_sweep_follows_more_pages_than_a_lookup_may_and_stops_at_its_byte_budget() {
+    // 150 servers: three OneView pages of each collection (64 at most per page), more than the
+    // two a lookup may follow here; OME and Intersight pages of 500 and 1,000 hold them all.
+    let stack = spawn_stack(StackOptions {
+        system_extra: "timeout = \"10s\"\nmax_pages = 2".into(),
+        ..options(generated_fleets(150))
+    })
+    .await;
+    let fleet = sweep(&stack, Some("oneview-sim")).await;
+    let s = system_of(&fleet, "oneview-sim");
+    assert_eq!(s["indexed"], 150, "{s}");
+    stack.stop().await;
+
+    let stack = spawn_stack(StackOptions {
+        fleet: format!("{ON_DEMAND}max_sweep_bytes = 20000\n"),
+        ..options(generated_fleets(150))
+    })
+    .await;
+    let fleet = sweep(&stack, None).await;
+    for kind in [SystemKind::Oneview, SystemKind::Ome, SystemKind::Intersight] {
+        let s = system_of(&fleet, &sim_system(kind));
+        assert_eq!(s["indexed"], Value::Null, "{kind}: {s}");
+        let error = s["last_sweep"]["error"].as_str().unwrap_or("");
+        assert!(error.contains("max_sweep_bytes"), "{kind}: {error}");
+    }
+    stack.stop().await;
+}

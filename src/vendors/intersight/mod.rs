@@ -31,7 +31,7 @@ use url::Url;
 
 use super::upstream::Upstream;
 use super::{odata, paging};
-use super::{retry_after, snippet, Backend, BackendError, Listed};
+use super::{retry_after, snippet, Backend, BackendError, FleetListing, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind, Vendor};
 
@@ -167,8 +167,14 @@ impl Intersight {
         filter: &str,
         select: &str,
     ) -> Result<Vec<Value>, BackendError> {
-        self.pages(collection, Some(filter), select, self.page_size)
-            .await
+        self.pages(
+            collection,
+            Some(filter),
+            select,
+            self.page_size,
+            self.max_pages,
+        )
+        .await
     }
 
     /// Every item of `collection` (matching `filter` when given), `top` per page.
@@ -178,6 +184,7 @@ impl Intersight {
         filter: Option<&str>,
         select: &str,
         top: u32,
+        max_pages: u32,
     ) -> Result<Vec<Value>, BackendError> {
         let key = format!("GET {API}{collection}");
         let filter = filter
@@ -193,7 +200,7 @@ impl Intersight {
                 parse::page(self.get_json(key, &url).await?).map_err(|d| self.protocol(key, &d))
             }
         };
-        paging::offset_pages(top, self.max_pages, fetch, |overrun| {
+        paging::offset_pages(top, max_pages, fetch, |overrun| {
             super::paging_error(&self.name, &key, overrun, "")
         })
         .await
@@ -352,12 +359,32 @@ impl Intersight {
     /// ⌈servers/1000⌉ + ⌈interfaces/1000⌉ + ⌈profiles/1000⌉ calls, plus one CIMC read per
     /// standalone server without adapter inventory (at most 8 at once, within the CIMCs'
     /// throttle): Intersight offers no bulk read of those.
-    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+    /// Profiles assigned to no server Intersight lists are not servers: their names are
+    /// withheld.
+    async fn fleet(&self) -> Result<FleetListing, BackendError> {
         let key = format!("GET {API}{SUMMARIES}");
         let (summaries, interfaces, profiles) = tokio::try_join!(
-            self.pages(SUMMARIES, None, SUMMARY_FIELDS, MAX_TOP),
-            self.pages(HOST_ETH, None, "Name,MacAddress,Dn,Ancestors", MAX_TOP),
-            self.pages(PROFILES, None, PROFILE_FIELDS, MAX_TOP),
+            self.pages(
+                SUMMARIES,
+                None,
+                SUMMARY_FIELDS,
+                MAX_TOP,
+                paging::SWEEP_MAX_PAGES
+            ),
+            self.pages(
+                HOST_ETH,
+                None,
+                "Name,MacAddress,Dn,Ancestors",
+                MAX_TOP,
+                paging::SWEEP_MAX_PAGES
+            ),
+            self.pages(
+                PROFILES,
+                None,
+                PROFILE_FIELDS,
+                MAX_TOP,
+                paging::SWEEP_MAX_PAGES
+            ),
         )?;
         let servers = summaries
             .iter()
@@ -375,9 +402,14 @@ impl Intersight {
             }
         }
         let mut profile_of: HashMap<String, String> = HashMap::new();
+        let mut withheld = Vec::new();
         for p in &profiles {
-            if let (Some(name), Some(moid)) = (parse::profile_name(p), parse::assigned_server(p)) {
-                profile_of.insert(moid, name);
+            match (parse::profile_name(p), parse::assigned_server(p)) {
+                (Some(name), Some(moid)) if known.contains(moid.as_str()) => {
+                    profile_of.insert(moid, name);
+                }
+                (Some(name), _) => withheld.push(name),
+                (None, _) => {}
             }
         }
         let host_eth_key = format!("GET {API}{HOST_ETH}");
@@ -398,7 +430,10 @@ impl Intersight {
             }
         }))
         .buffer_unordered(8);
-        futures::TryStreamExt::try_collect(listed).await
+        Ok(FleetListing {
+            servers: futures::TryStreamExt::try_collect(listed).await?,
+            withheld,
+        })
     }
 
     fn protocol(&self, endpoint: &str, detail: &str) -> BackendError {
@@ -429,7 +464,7 @@ impl Backend for Intersight {
         &self.endpoint
     }
 
-    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+    async fn list(&self) -> Result<FleetListing, BackendError> {
         self.fleet().await
     }
 

@@ -31,7 +31,7 @@ use url::Url;
 use super::session::{Issued, Lifetime, SessionManager, SessionProtocol};
 use super::upstream::Upstream;
 use super::{odata, paging};
-use super::{retry_after, snippet, Backend, BackendError, Listed};
+use super::{retry_after, snippet, Backend, BackendError, FleetListing, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{Nic, ServerName, ServerRecord, SystemKind, Vendor};
 
@@ -200,13 +200,24 @@ impl Ome {
         prop: &str,
         value: &str,
     ) -> Result<Vec<Value>, BackendError> {
-        self.pages(path, &odata::filter_param(prop, value), self.page_size)
-            .await
+        self.pages(
+            path,
+            &odata::filter_param(prop, value),
+            self.page_size,
+            self.max_pages,
+        )
+        .await
     }
 
     /// Every item of `path` selected by `filter` (a ready `$filter=…` parameter, or empty),
     /// `top` per page; the bounds of [`Self::query_eq`].
-    async fn pages(&self, path: &str, filter: &str, top: u32) -> Result<Vec<Value>, BackendError> {
+    async fn pages(
+        &self,
+        path: &str,
+        filter: &str,
+        top: u32,
+        max_pages: u32,
+    ) -> Result<Vec<Value>, BackendError> {
         let key = format!("GET {path}");
         let fetch = |received: u64| {
             let query = if filter.is_empty() {
@@ -221,7 +232,7 @@ impl Ome {
                     .map_err(|d| self.protocol(key, &d))
             }
         };
-        paging::offset_pages(top, self.max_pages, fetch, |overrun| {
+        paging::offset_pages(top, max_pages, fetch, |overrun| {
             super::paging_error(&self.name, &key, overrun, &format!(" for {filter:?}"))
         })
         .await
@@ -234,15 +245,17 @@ impl Ome {
     /// `serverNetworkInterfaces` inventory read per server that is new or whose
     /// `LastInventoryTime` moved since the last sweep (at most 8 at once, within the throttle),
     /// because OME has no bulk read of NIC inventory.
-    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+    /// Profiles bound to no server OME lists (unassigned, or reserved for a service tag not
+    /// discovered yet) are not servers: their names are withheld.
+    async fn fleet(&self) -> Result<FleetListing, BackendError> {
         const LIST_TOP: u32 = 500;
         let server_filter = format!(
             "$filter={}",
             odata::encode_query_value(&format!("Type eq {}", parse::DEVICE_TYPE_SERVER))
         );
         let (profiles, devices) = tokio::try_join!(
-            self.pages(PROFILES, "", LIST_TOP),
-            self.pages(DEVICES, &server_filter, LIST_TOP),
+            self.pages(PROFILES, "", LIST_TOP, paging::SWEEP_MAX_PAGES),
+            self.pages(DEVICES, &server_filter, LIST_TOP, paging::SWEEP_MAX_PAGES),
         )?;
         let key = format!("GET {DEVICES}");
         let devices = devices
@@ -252,6 +265,7 @@ impl Ome {
             .map_err(|d| self.protocol(&key, &d))?;
         let mut profile_of: std::collections::HashMap<i64, String> =
             std::collections::HashMap::new();
+        let mut withheld = Vec::new();
         for p in profiles.iter().filter_map(parse::profile) {
             let bound = match p.target() {
                 ProfileTarget::Device(id) => Some(id),
@@ -260,8 +274,11 @@ impl Ome {
                 }
                 ProfileTarget::Unassigned => None,
             };
-            if let Some(id) = bound {
-                profile_of.entry(id).or_insert(p.name);
+            match bound {
+                Some(id) => {
+                    profile_of.entry(id).or_insert(p.name);
+                }
+                None => withheld.push(p.name),
             }
         }
         let listed =
@@ -290,7 +307,10 @@ impl Ome {
         if let Ok(mut swept) = self.swept_nics.lock() {
             swept.retain(|id, _| present.contains(format!("{DEVICES}({id})").as_str()));
         }
-        Ok(listed)
+        Ok(FleetListing {
+            servers: listed,
+            withheld,
+        })
     }
 
     /// The device's NICs: from the last sweep when its inventory has not changed since.
@@ -466,7 +486,7 @@ impl Backend for Ome {
         &self.endpoint
     }
 
-    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+    async fn list(&self) -> Result<FleetListing, BackendError> {
         self.fleet().await
     }
 

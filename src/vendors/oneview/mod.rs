@@ -14,7 +14,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::upstream::Upstream;
-use super::{Backend, BackendError, Listed};
+use super::{Backend, BackendError, FleetListing, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 use parse::{HardwareFacts, Profile};
@@ -211,7 +211,7 @@ impl OneView {
         let mut seen = std::collections::HashSet::new();
         let mut members = Vec::new();
         let mut first_total = None;
-        for _ in 0..self.max_pages {
+        for _ in 0..super::paging::SWEEP_MAX_PAGES {
             seen.insert(path.clone());
             let body = self.sessions.get(&path, key).await?;
             let (page, next, total) =
@@ -259,8 +259,8 @@ impl OneView {
         Err(self.protocol(
             key,
             format!(
-                "more than max_pages = {} pages of {collection}",
-                self.max_pages
+                "more than {} pages of {collection}",
+                super::paging::SWEEP_MAX_PAGES
             ),
         ))
     }
@@ -268,8 +268,8 @@ impl OneView {
     /// Every server the appliance holds: every profile with hardware assigned, joined with
     /// that hardware, each as [`Backend::find`] answers it. Two collections paged concurrently,
     /// `LIST_COUNT` per page (OneView's largest): ⌈profiles/256⌉ + ⌈hardware/256⌉ calls.
-    /// Profiles without hardware are not servers and are left out.
-    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+    /// Profiles without hardware are not servers: their names are withheld.
+    async fn fleet(&self) -> Result<FleetListing, BackendError> {
         const LIST_COUNT: u32 = 256;
         let (profiles, hardware) = tokio::try_join!(
             self.all_pages(parse::PROFILES_PATH, PROFILES_KEY, LIST_COUNT),
@@ -282,10 +282,12 @@ impl OneView {
             facts.insert(uri, hw);
         }
         let mut listed = Vec::new();
+        let mut withheld = Vec::new();
         for member in &profiles {
             let profile =
                 parse::profile_member(member).map_err(|d| self.protocol(PROFILES_KEY, d))?;
             let Some(uri) = profile.server_hardware_uri.clone() else {
+                withheld.extend(profile.name.clone());
                 continue;
             };
             // Hardware added between the two reads: asked for on its own.
@@ -298,7 +300,10 @@ impl OneView {
                 aliases: Vec::new(),
             });
         }
-        Ok(listed)
+        Ok(FleetListing {
+            servers: listed,
+            withheld,
+        })
     }
 }
 
@@ -316,7 +321,7 @@ impl Backend for OneView {
         &self.endpoint
     }
 
-    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+    async fn list(&self) -> Result<FleetListing, BackendError> {
         self.fleet().await
     }
 

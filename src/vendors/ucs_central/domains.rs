@@ -288,7 +288,7 @@ impl Domain {
     }
 
     /// The domain's whole fleet (a sweep), through the domain's own breaker.
-    pub async fn list(&self) -> Result<Vec<crate::vendors::Listed>, BackendError> {
+    pub async fn list(&self) -> Result<crate::vendors::FleetListing, BackendError> {
         self.guarded(self.ucsm.list()).await
     }
 

@@ -26,7 +26,7 @@ use url::Url;
 
 use super::ucsm::{parse, XmlApi};
 use super::upstream::Upstream;
-use super::{Backend, BackendEnv, BackendError, Listed};
+use super::{Backend, BackendEnv, BackendError, FleetListing, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 use domains::Domains;
@@ -205,7 +205,9 @@ impl UcsCentral {
     /// breaker (each `1 + ⌈hardware DNs / 200⌉` calls, see UCS Manager's sweep).
     /// A domain's record is kept when Central places that profile (its `lsDn`) there. A domain
     /// that cannot be listed fails the sweep, naming the domain.
-    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+    /// Profiles Central places in no domain it lists, and the ones a domain holds without
+    /// hardware, are not servers: their names are withheld.
+    async fn fleet(&self) -> Result<FleetListing, BackendError> {
         let (registered, root) = tokio::try_join!(
             self.read_domains(),
             self.central.query("configResolveClass", |cookie| {
@@ -214,12 +216,17 @@ impl UcsCentral {
         )?;
         let mut placed: std::collections::HashMap<String, std::collections::HashSet<String>> =
             std::collections::HashMap::new();
+        let listed_domains: std::collections::HashSet<String> = registered
+            .iter()
+            .map(|r| r.address.to_ascii_lowercase())
+            .collect();
+        let mut withheld = Vec::new();
         for p in central_profiles(&root) {
-            if !p.domain.is_empty() && !p.ls_dn.is_empty() {
-                placed
-                    .entry(p.domain.to_ascii_lowercase())
-                    .or_default()
-                    .insert(p.ls_dn);
+            let domain = p.domain.to_ascii_lowercase();
+            if !p.ls_dn.is_empty() && listed_domains.contains(&domain) {
+                placed.entry(domain).or_default().insert(p.ls_dn);
+            } else {
+                withheld.push(p.name);
             }
         }
         let lists = futures::future::try_join_all(
@@ -235,20 +242,26 @@ impl UcsCentral {
                     };
                     let domain = self.domains.client(r).map_err(failed)?;
                     let listed = domain.list().await.map_err(failed)?;
-                    Ok::<_, BackendError>(
-                        listed
-                            .into_iter()
-                            .filter(|l| wanted.contains(&l.record.system_id))
-                            .map(|l| Listed {
-                                record: self.relabel(l.record, r),
-                                aliases: l.aliases,
-                            })
-                            .collect::<Vec<_>>(),
-                    )
+                    let servers = listed
+                        .servers
+                        .into_iter()
+                        .filter(|l| wanted.contains(&l.record.system_id))
+                        .map(|l| Listed {
+                            record: self.relabel(l.record, r),
+                            aliases: l.aliases,
+                        })
+                        .collect::<Vec<_>>();
+                    Ok::<_, BackendError>((servers, listed.withheld))
                 }),
         )
         .await?;
-        Ok(lists.into_iter().flatten().collect())
+        for (_, domain_withheld) in &lists {
+            withheld.extend(domain_withheld.iter().cloned());
+        }
+        Ok(FleetListing {
+            servers: lists.into_iter().flat_map(|(s, _)| s).collect(),
+            withheld,
+        })
     }
 }
 
@@ -266,7 +279,7 @@ impl Backend for UcsCentral {
         &self.endpoint
     }
 
-    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+    async fn list(&self) -> Result<FleetListing, BackendError> {
         self.fleet().await
     }
 

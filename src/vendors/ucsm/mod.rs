@@ -27,7 +27,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use super::upstream::Upstream;
-use super::{Backend, BackendError, Listed};
+use super::{Backend, BackendError, FleetListing, Listed};
 use crate::config::SystemConfig;
 use crate::domain::{ServerName, ServerRecord, SystemKind};
 pub(crate) use api::XmlApi;
@@ -93,24 +93,29 @@ impl Ucsm {
     /// `type = instance` (UCS Manager answers a class query in one document, no paging), then
     /// the hardware of all of them by `configResolveDns` in batches of [`DNS_BATCH`]:
     /// 1 + ⌈hardware DNs / DNS_BATCH⌉ calls.
-    async fn fleet(&self) -> Result<Vec<Listed>, BackendError> {
+    /// Unassociated instances are not servers: their names are withheld.
+    async fn fleet(&self) -> Result<FleetListing, BackendError> {
         let root = self
             .api
             .query("configResolveClass", |cookie| instances_body(cookie, true))
             .await?;
-        let profiles: Vec<parse::Profile> = parse::profiles(&root)
-            .into_iter()
-            .filter(|p| p.is_instance() && p.pn_dn.is_some())
-            .collect();
+        let (profiles, unassociated): (Vec<parse::Profile>, Vec<parse::Profile>) =
+            parse::profiles(&root)
+                .into_iter()
+                .filter(parse::Profile::is_instance)
+                .partition(|p| p.pn_dn.is_some());
         let refs: Vec<&parse::Profile> = profiles.iter().collect();
         let hardware = self.resolve_hardware(&refs).await?;
-        Ok(profiles
-            .iter()
-            .map(|p| Listed {
-                record: parse::record(p, &hardware, &self.name),
-                aliases: Vec::new(),
-            })
-            .collect())
+        Ok(FleetListing {
+            servers: profiles
+                .iter()
+                .map(|p| Listed {
+                    record: parse::record(p, &hardware, &self.name),
+                    aliases: Vec::new(),
+                })
+                .collect(),
+            withheld: unassociated.into_iter().map(|p| p.name).collect(),
+        })
     }
 }
 
@@ -144,7 +149,7 @@ impl Backend for Ucsm {
         &self.endpoint
     }
 
-    async fn list(&self) -> Result<Vec<Listed>, BackendError> {
+    async fn list(&self) -> Result<FleetListing, BackendError> {
         self.fleet().await
     }
 
