@@ -161,6 +161,22 @@ fn read<T: Clone>(lock: &RwLock<T>) -> T {
         .clone()
 }
 
+/// Hands memory freed since back to the operating system. A sweep parses whole listings
+/// (tens of MB for a large system) and frees them once the index is built; glibc's allocator
+/// keeps such freed memory mapped, so without this the gateway's RSS would carry the largest
+/// sweep's garbage for good.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim only releases free heap memory; it reads or invalidates no
+    // allocation and may be called at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
 /// `d` scaled by a random factor within `[lo, hi)`.
 fn jittered(d: Duration, lo: f64, hi: f64) -> Duration {
     d.mul_f64(lo + fastrand::f64() * (hi - lo))
@@ -491,6 +507,7 @@ impl Fleet {
                     .write()
                     .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(index));
                 self.refresh_conflicts();
+                release_freed_memory();
                 self.set_history(slot, |h| {
                     h.running_since = None;
                     h.ok += 1;

@@ -461,14 +461,30 @@ fn list(sim: &OneViewSim, req: &HttpRequest, coll: Collection) -> HttpResponse {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Refusal::Error(StatusCode::BAD_REQUEST, "INVALID_FILTER", e)));
     let idx = sim.index();
-    let matches = matching(&idx, coll, &conds, api);
-    let total = matches.len();
     let want = if q.count < 0 {
         PAGE_CAP
     } else {
         (q.count as usize).min(PAGE_CAP)
     };
-    let page: Vec<Value> = matches.into_iter().skip(q.start).take(want).collect();
+    // Unfiltered (a sweep's pages): only the page is rendered, so that paging a large fleet
+    // costs the simulator per page, not per member, and stays out of measured sweep times.
+    let (total, page): (usize, Vec<Value>) = if conds.is_empty() {
+        let members = coll.members(&idx);
+        let page = members
+            .iter()
+            .skip(q.start)
+            .take(want)
+            .map(|&i| coll.render(i, &idx.fleet[i], api))
+            .collect();
+        (members.len(), page)
+    } else {
+        let matches = matching(&idx, coll, &conds, api);
+        let total = matches.len();
+        (
+            total,
+            matches.into_iter().skip(q.start).take(want).collect(),
+        )
+    };
     let end = q.start.saturating_add(page.len());
     let next = (end < total && !page.is_empty()).then(|| page_uri(coll, end, q.count, &q.filters));
     let prev = (q.start > 0).then(|| {
