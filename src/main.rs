@@ -381,7 +381,9 @@ async fn run_demo(
     let dir = std::env::temp_dir().join(format!("inventory-gateway-demo-{}", std::process::id()));
     let tokens = [TokenSpec::new("demo", token.clone(), &["read", "admin"])];
     let fleet = if no_fleet { "enabled = false\n" } else { "" };
-    let (config, config_path) = demo::write_gateway_config_with(&dir, &sims, port, &tokens, fleet)?;
+    let (_, config_path) = demo::write_gateway_config_with(&dir, &sims, port, &tokens, fleet)?;
+    // `IGW__…` overrides apply to the demo's gateway as they do to `serve`.
+    let config = load_config(Some(&config_path))?;
     let app = Application::build(&config)?;
     let gateway = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();

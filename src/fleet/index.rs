@@ -30,14 +30,29 @@ impl Entry {
     /// Whether the system answers this server under `name`: in any letter case, or only in
     /// this exact spelling when the system's names are case-sensitive.
     pub fn answers_to(&self, name: &str, case_sensitive: bool) -> bool {
-        let eq = |n: &String| {
-            if case_sensitive {
-                n == name
-            } else {
-                n.eq_ignore_ascii_case(name)
-            }
-        };
-        eq(&self.record.name) || self.aliases.iter().any(eq)
+        self.answers_to_primary(name, case_sensitive)
+            || self.alias_for(name, case_sensitive).is_some()
+    }
+
+    /// Whether `name` is the record's own name.
+    pub fn answers_to_primary(&self, name: &str, case_sensitive: bool) -> bool {
+        same_name(&self.record.name, name, case_sensitive)
+    }
+
+    /// The alias `name` is, as the system spells it.
+    pub fn alias_for(&self, name: &str, case_sensitive: bool) -> Option<&str> {
+        self.aliases
+            .iter()
+            .find(|a| same_name(a, name, case_sensitive))
+            .map(String::as_str)
+    }
+}
+
+fn same_name(a: &str, b: &str, case_sensitive: bool) -> bool {
+    if case_sensitive {
+        a == b
+    } else {
+        a.eq_ignore_ascii_case(b)
     }
 }
 

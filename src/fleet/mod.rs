@@ -254,7 +254,15 @@ impl Fleet {
                 if found.is_some() || entry.record.nics_unavailable.is_some() {
                     return None;
                 }
-                found = Some((entry.record.clone(), index.swept.elapsed()));
+                let mut record = entry.record.clone();
+                // Asked by another name the system answers it under: the system's lookup by
+                // that name reports it under that name.
+                if !entry.answers_to_primary(name.as_str(), case_sensitive) {
+                    if let Some(alias) = entry.alias_for(name.as_str(), case_sensitive) {
+                        record.name = alias.to_owned();
+                    }
+                }
+                found = Some((record, index.swept.elapsed()));
             }
         }
         found
@@ -452,7 +460,10 @@ impl Fleet {
                 let attempts = retry(
                     &self.retry,
                     deadline,
-                    || system.backend.list(),
+                    || {
+                        scope.restart_reading();
+                        system.backend.list()
+                    },
                     |e, attempt, wait| {
                         tracing::info!(system = system.name(), attempt, wait_ms = wait.as_millis() as u64, error = %e, "sweeping again");
                     },

@@ -41,6 +41,24 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+impl ListQuery {
+    /// An empty parameter (`?system=&mac=`, as forms send them) filters nothing.
+    fn without_empty(self) -> Self {
+        let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        Self {
+            vendor: set(self.vendor),
+            system: set(self.system),
+            model: set(self.model),
+            mac: set(self.mac),
+            serial: set(self.serial),
+            bmc: set(self.bmc),
+            q: set(self.q),
+            cursor: set(self.cursor),
+            limit: self.limit,
+        }
+    }
+}
+
 /// One page of servers.
 #[derive(Serialize, ToSchema)]
 pub struct ServerList {
@@ -123,7 +141,7 @@ pub async fn list_servers(
     rid: RequestId,
 ) -> HttpResponse {
     let query = match web::Query::<ListQuery>::from_query(req.query_string()) {
-        Ok(q) => q.into_inner(),
+        Ok(q) => q.into_inner().without_empty(),
         Err(e) => return bad(&req, &rid, "Invalid query", e.to_string()),
     };
     let vendor = match query.vendor.as_deref().map(Vendor::parse).transpose() {
@@ -229,7 +247,8 @@ pub struct LookupRequest {
     #[schema(example = json!(["hpe-synergy-001", "ucs-blade-002"]), max_items = 1000, min_items = 1)]
     #[serde(deserialize_with = "at_most_max_page")]
     pub names: Vec<String>,
-    /// Ask only this vendor's systems (as `?vendor=`).
+    /// Ask only this vendor's systems (as `?vendor=`; any letter case).
+    #[schema(value_type = Option<super::openapi::VendorParam>)]
     pub vendor: Option<String>,
 }
 
@@ -301,6 +320,7 @@ pub struct LookupResponse {
         (status = 400, description = "Not JSON of this shape, no names, more than 1000, or an invalid vendor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than `server.limits.max_body_bytes`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not `application/json`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn lookup_servers(

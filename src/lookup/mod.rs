@@ -408,8 +408,8 @@ impl LookupService {
 
 impl Inner {
     /// The fleet index's answer, unless the live path knows better: a name it has seen held
-    /// by two systems stays for the live path to answer (409), and a "not found" heard after
-    /// the sweep the index entry comes from wins over that entry.
+    /// by two systems stays for the live path to answer (409), and what it cached after the
+    /// sweep the index entry comes from (a record, a "not found") wins over that entry.
     async fn index_answer(
         &self,
         name: &ServerName,
@@ -417,7 +417,9 @@ impl Inner {
         cached: Option<&Cached>,
     ) -> Option<(ServerRecord, Duration)> {
         let (record, age) = self.fleet.answer(name, vendor)?;
-        if let Some(Cached::NotFound { at, .. }) = cached {
+        // Anything the live path learned about this name after that sweep (an expired record,
+        // a "not found") is newer than the index: the live path answers.
+        if let Some(Cached::NotFound { at, .. } | Cached::Found { at, .. }) = cached {
             if at.elapsed() < age {
                 return None;
             }

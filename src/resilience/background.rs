@@ -60,6 +60,11 @@ impl Background {
         }
     }
 
+    /// A new attempt of the work starts: what earlier attempts read was dropped with them.
+    pub fn restart_reading(&self) {
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
     }

@@ -286,7 +286,6 @@ async fn a_fresh_index_answers_single_lookups_without_calling_any_system_and_new
     let resp = stack.get("/servers/ome-added-after-sweep").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-cache"], "miss");
-    // A name held by two systems is never answered from the index: the live path says 409.
     stack.stop().await;
 }
 
@@ -368,7 +367,7 @@ async fn a_collection_that_changes_while_it_is_paged_is_read_again_and_nothing_i
     stack
         .set_faults(
             SystemKind::Oneview,
-            json!({"endpoint": "server-profiles", "latency_ms": 150}),
+            json!({"endpoint": "server-profiles", "latency_ms": 2000}),
         )
         .await;
     let sweeping = {
@@ -384,23 +383,29 @@ async fn a_collection_that_changes_while_it_is_paged_is_read_again_and_nothing_i
                 .expect("JSON")
         })
     };
-    // The second profile page was asked for: the first was read from the fleet as it was.
-    loop {
-        let counters = stack.counters(SystemKind::Oneview).await;
-        let pages = counters["endpoints"]
-            .as_object()
-            .map(|e| {
-                e.iter()
-                    .filter(|(k, _)| k.contains("server-profiles"))
-                    .filter_map(|(_, v)| v.as_u64())
-                    .sum::<u64>()
-            })
-            .unwrap_or(0);
-        if pages >= 2 {
-            break;
+    // Every profile page waits 2 s after the simulator counts it and before it reads the
+    // fleet: once page 2 is counted, page 1 has been read and page 2 has not, for 2 s.
+    let second_page_asked = async {
+        loop {
+            let counters = stack.counters(SystemKind::Oneview).await;
+            let pages = counters["endpoints"]
+                .as_object()
+                .map(|e| {
+                    e.iter()
+                        .filter(|(k, _)| k.contains("server-profiles"))
+                        .filter_map(|(_, v)| v.as_u64())
+                        .sum::<u64>()
+                })
+                .unwrap_or(0);
+            if pages >= 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
-        tokio::task::yield_now().await;
-    }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), second_page_asked)
+        .await
+        .expect("the sweep asked for a second profile page");
     // The first server leaves: every later one moves one place up.
     let fewer: Vec<SimServer> = sim.fleet().iter().skip(1).cloned().collect();
     *sim.fleet.write().unwrap() = Arc::new(fewer.clone());
@@ -496,7 +501,7 @@ async fn bulk(stack: &TestStack, body: Value) -> reqwest::Response {
 }
 
 #[tokio::test]
-async fn a_bulk_lookup_answers_every_name_in_order_and_coalesces_repeats() {
+async fn a_bulk_lookup_answers_every_name_in_order_and_looks_a_repeated_name_up_once() {
     let stack = spawn_stack(options(generated_fleets(10))).await;
     // No index yet: every name is a live lookup.
     let a = stack.server_name(SystemKind::Ucsm, 1).await;
@@ -524,6 +529,8 @@ async fn a_bulk_lookup_answers_every_name_in_order_and_coalesces_repeats() {
         eight += stack.total_calls(kind).await;
     }
     assert_eq!(eight, one, "eight times one name costs one lookup");
+    // Repeats in one request are looked up once; lookups of one name running at once (from
+    // several requests) are coalesced by the lookup layer (tests/api/servers.rs, the bench).
 
     let names = json!([
         a,
@@ -708,5 +715,46 @@ async fn a_sweep_follows_more_pages_than_a_lookup_may_and_stops_at_its_byte_budg
         let error = s["last_sweep"]["error"].as_str().unwrap_or("");
         assert!(error.contains("max_sweep_bytes"), "{kind}: {error}");
     }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_asked_by_another_name_its_system_knows_is_answered_as_the_system_would() {
+    let stack = spawn_stack(options(generated_fleets(8))).await;
+    sweep(&stack, None).await;
+    let mut compared = 0;
+    for server in stack.inventory(SystemKind::Intersight).await {
+        // Intersight answers a server under its physical name as well as its profile's.
+        let physical = format!(
+            "srv-{}",
+            server["serial_number"]
+                .as_str()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        );
+        if physical == server["name"].as_str().unwrap_or("") {
+            continue;
+        }
+        let indexed = stack.get(&format!("/servers/{physical}")).await;
+        if indexed.status() != 200 {
+            continue;
+        }
+        assert_eq!(indexed.headers()["x-cache"], "index");
+        let indexed: Value = indexed.json().await.unwrap();
+        let live: Value = stack
+            .get(&format!("/servers/{physical}?refresh=true"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(indexed["name"], live["name"], "{physical}");
+        assert_eq!(indexed["system_id"], live["system_id"], "{physical}");
+        assert_eq!(indexed["nics"], live["nics"], "{physical}");
+        compared += 1;
+    }
+    assert!(
+        compared > 0,
+        "no profile-named Intersight server in the fleet"
+    );
     stack.stop().await;
 }

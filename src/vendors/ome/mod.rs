@@ -275,8 +275,10 @@ impl Ome {
                 ProfileTarget::Unassigned => None,
             };
             match bound {
+                // A second profile bound to the same device is not what the index lists for it.
+                Some(id) if profile_of.contains_key(&id) => withheld.push(p.name),
                 Some(id) => {
-                    profile_of.entry(id).or_insert(p.name);
+                    profile_of.insert(id, p.name);
                 }
                 None => withheld.push(p.name),
             }
@@ -301,6 +303,8 @@ impl Ome {
             }))
             .buffer_unordered(8);
         let listed: Vec<Listed> = futures::TryStreamExt::try_collect(listed).await?;
+        // Profiles bound to a device that is not a listed server.
+        withheld.extend(profile_of.into_values());
         // Devices gone from OME are forgotten.
         let present: std::collections::HashSet<&str> =
             listed.iter().map(|l| l.record.system_id.as_str()).collect();

@@ -290,10 +290,18 @@ impl OneView {
                 withheld.extend(profile.name.clone());
                 continue;
             };
-            // Hardware added between the two reads: asked for on its own.
+            // Hardware added between the two reads: asked for on its own; hardware that is
+            // gone leaves a profile a lookup cannot answer either, so its name is withheld.
             let hw = match facts.remove(&uri) {
                 Some(hw) => hw,
-                None => self.hardware(&profile).await?.unwrap_or_default(),
+                None => match self.hardware(&profile).await {
+                    Ok(hw) => hw.unwrap_or_default(),
+                    Err(BackendError::Status { status: 404, .. }) => {
+                        withheld.extend(profile.name.clone());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             listed.push(Listed {
                 record: self.record_with(profile, hw)?,

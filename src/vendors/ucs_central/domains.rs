@@ -287,9 +287,22 @@ impl Domain {
         self.guarded(self.ucsm.find(name)).await
     }
 
-    /// The domain's whole fleet (a sweep), through the domain's own breaker.
+    /// The domain's whole fleet (a sweep), through the domain's own breaker, as the gateway
+    /// sweeps any system: only while that breaker is closed (a half-open breaker's probes are
+    /// for lookups), and an unreadable listing or a timeout (the sweep's own bounds) does not
+    /// count against it.
     pub async fn list(&self) -> Result<crate::vendors::FleetListing, BackendError> {
-        self.guarded(self.ucsm.list()).await
+        if self.breaker.state() != crate::resilience::BreakerState::Closed {
+            return Err(BackendError::Unavailable {
+                system: self.label.clone(),
+                reason: "circuit breaker not closed: the sweep waits for it to close".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            });
+        }
+        match self.ucsm.list().await {
+            Err(e @ (BackendError::Protocol { .. } | BackendError::Timeout { .. })) => Err(e),
+            other => self.guarded(async { other }).await,
+        }
     }
 
     /// `call` if the breaker lets it through, its outcome recorded in the breaker and history.

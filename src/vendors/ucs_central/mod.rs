@@ -214,8 +214,11 @@ impl UcsCentral {
                 super::ucsm::instances_body(cookie, false)
             }),
         )?;
-        let mut placed: std::collections::HashMap<String, std::collections::HashSet<String>> =
-            std::collections::HashMap::new();
+        // Per domain: each placed profile's DN there, and its name in Central.
+        let mut placed: std::collections::HashMap<
+            String,
+            std::collections::HashMap<String, String>,
+        > = std::collections::HashMap::new();
         let listed_domains: std::collections::HashSet<String> = registered
             .iter()
             .map(|r| r.address.to_ascii_lowercase())
@@ -224,7 +227,7 @@ impl UcsCentral {
         for p in central_profiles(&root) {
             let domain = p.domain.to_ascii_lowercase();
             if !p.ls_dn.is_empty() && listed_domains.contains(&domain) {
-                placed.entry(domain).or_default().insert(p.ls_dn);
+                placed.entry(domain).or_default().insert(p.ls_dn, p.name);
             } else {
                 withheld.push(p.name);
             }
@@ -242,16 +245,34 @@ impl UcsCentral {
                     };
                     let domain = self.domains.client(r).map_err(failed)?;
                     let listed = domain.list().await.map_err(failed)?;
-                    let servers = listed
-                        .servers
-                        .into_iter()
-                        .filter(|l| wanted.contains(&l.record.system_id))
-                        .map(|l| Listed {
+                    let mut withheld = listed.withheld;
+                    let mut servers = Vec::new();
+                    let mut found = std::collections::HashSet::new();
+                    for l in listed.servers {
+                        let Some(central_name) = wanted.get(&l.record.system_id) else {
+                            continue;
+                        };
+                        found.insert(l.record.system_id.clone());
+                        // A lookup by Central's name would not find the domain's record under
+                        // another name: neither name is the index's to answer.
+                        if !central_name.eq_ignore_ascii_case(&l.record.name) {
+                            withheld.push(central_name.clone());
+                            withheld.push(l.record.name.clone());
+                            continue;
+                        }
+                        servers.push(Listed {
                             record: self.relabel(l.record, r),
                             aliases: l.aliases,
-                        })
-                        .collect::<Vec<_>>();
-                    Ok::<_, BackendError>((servers, listed.withheld))
+                        });
+                    }
+                    // Placed by Central, missing from the domain: a lookup says inconsistent.
+                    withheld.extend(
+                        wanted
+                            .iter()
+                            .filter(|(dn, _)| !found.contains(*dn))
+                            .map(|(_, name)| name.clone()),
+                    );
+                    Ok::<_, BackendError>((servers, withheld))
                 }),
         )
         .await?;
