@@ -42,11 +42,12 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    /// An empty parameter (`?system=&mac=`, as forms send them) filters nothing.
+    /// An empty free-text parameter (`?system=&mac=`, as forms send them) filters nothing.
     fn without_empty(self) -> Self {
         let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         Self {
-            vendor: set(self.vendor),
+            // The spec lists vendor as an enum: an empty one is refused like any other.
+            vendor: self.vendor,
             system: set(self.system),
             model: set(self.model),
             mac: set(self.mac),
@@ -73,17 +74,49 @@ pub struct ServerList {
     pub stale: Vec<String>,
 }
 
+/// Separates the three parts of a sort key inside a cursor (a control character: no name,
+/// system name or id carries one).
+const CURSOR_SEPARATOR: char = '\u{1f}';
+
+/// base64url without padding; decoding tolerates the trailing bits of a hand-made cursor.
+const CURSOR_ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
+
 fn encode_cursor(key: &SortKey) -> String {
-    let text = serde_json::to_string(&[&key.0, &key.1, &key.2]).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+    CURSOR_ENGINE.encode(format!(
+        "{}{CURSOR_SEPARATOR}{}{CURSOR_SEPARATOR}{}",
+        key.0, key.1, key.2
+    ))
 }
 
+/// Any string of the cursor alphabet is a position in the listing order (a cursor made by
+/// hand starts after whatever key it spells); `None` for other characters.
 fn decode_cursor(cursor: &str) -> Option<SortKey> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    let [a, b, c]: [String; 3] = serde_json::from_slice(&bytes).ok()?;
-    Some((a, b, c))
+    if !cursor
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return None;
+    }
+    // A length of 4k + 1 cannot be base64; its last character carries no whole byte.
+    let usable = if cursor.len() % 4 == 1 {
+        &cursor[..cursor.len() - 1]
+    } else {
+        cursor
+    };
+    let bytes = CURSOR_ENGINE.decode(usable).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut parts = text.splitn(3, CURSOR_SEPARATOR).map(str::to_owned);
+    Some((
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    ))
 }
 
 fn bad(req: &HttpRequest, rid: &RequestId, title: &str, detail: String) -> HttpResponse {
@@ -124,7 +157,7 @@ fn text_filter(name: &str, value: Option<String>) -> Result<Option<String>, Stri
         ("serial" = Option<String>, Query, description = "Serial number, exactly (case-insensitive)"),
         ("bmc" = Option<String>, Query, description = "BMC address: IP address or host name", example = "10.1.0.17"),
         ("q" = Option<String>, Query, description = "Name (or another name the system answers it under) contains this text (case-insensitive)"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^[A-Za-z0-9_-]*$"),
         ("limit" = Option<usize>, Query, description = "Servers per page, 1-1000 (default 100)", minimum = 1, maximum = 1000),
     ),
     responses(
@@ -181,7 +214,7 @@ pub async fn list_servers(
                 &req,
                 &rid,
                 "Invalid cursor",
-                "pass back the next_cursor of a previous page unchanged".into(),
+                "a cursor is base64url (A-Z a-z 0-9 - _): pass back a page's next_cursor".into(),
             )
         }
         Some(Some(k)) => Some(k),
@@ -545,4 +578,25 @@ pub async fn sweep_now(
         .response();
     }
     HttpResponse::Ok().json(fleet_response(&lookup, is_admin(&req)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_any_string_of_their_alphabet_is_a_position() {
+        let key: SortKey = (
+            "hpe-synergy-001".into(),
+            "oneview-dc1".into(),
+            "/rest/server-profiles/a b+c".into(),
+        );
+        assert_eq!(decode_cursor(&encode_cursor(&key)), Some(key));
+        for made_by_hand in ["", "a", "ab", "abc", "not-a-cursor", "____"] {
+            assert!(decode_cursor(made_by_hand).is_some(), "{made_by_hand:?}");
+        }
+        for refused in ["a/b", "a+b", "a=b", "é"] {
+            assert_eq!(decode_cursor(refused), None, "{refused:?}");
+        }
+    }
 }

@@ -77,8 +77,10 @@ pub fn configure(
             .service(
                 web::resource("/servers/lookup")
                     .route(web::post().to(fleet::lookup_servers))
+                    // `GET /servers/{name}` for a server named `lookup`: documented there, so
+                    // this resource's own `Allow` names only its POST.
                     .route(web::get().to(routes::get_server_named_lookup))
-                    .default_service(routes::method_not_allowed("GET, POST")),
+                    .default_service(routes::method_not_allowed("POST")),
             )
             .service(
                 web::resource("/fleet")

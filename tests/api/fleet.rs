@@ -167,7 +167,7 @@ async fn a_sweep_lists_every_simulated_server_once_in_a_stable_keyset_order() {
     for bad in [
         "limit=0",
         "limit=1001",
-        "cursor=not-a-cursor",
+        "cursor=not%2Fa%2Fcursor",
         "mac=zz",
         "bmc=..",
         "system=nope",
