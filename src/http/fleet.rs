@@ -50,7 +50,8 @@ impl ListQuery {
             vendor: self.vendor,
             system: set(self.system),
             model: set(self.model),
-            mac: set(self.mac),
+            // The spec gives mac a pattern an empty string does not match.
+            mac: self.mac,
             serial: set(self.serial),
             bmc: set(self.bmc),
             q: set(self.q),
@@ -151,11 +152,12 @@ fn text_filter(name: &str, value: Option<String>) -> Result<Option<String>, Stri
     tag = "fleet",
     params(
         ("vendor" = Option<super::openapi::VendorParam>, Query, description = "Only this vendor's systems"),
-        ("system" = Option<String>, Query, description = "Only this configured system (its `name`)"),
+        ("system" = Option<String>, Query, description = "Only this configured system (its `name`; another name finds nothing)"),
         ("model" = Option<String>, Query, description = "Model contains this text (case-insensitive)"),
-        ("mac" = Option<String>, Query, description = "Has a NIC with this MAC (any common notation)", example = "00:17:a4:77:00:10"),
+        ("mac" = Option<String>, Query, description = "Has a NIC with this MAC: `aa:bb:cc:dd:ee:ff`, `AA-BB-CC-DD-EE-FF`, `aabb.ccdd.eeff` or `aabbccddeeff`", example = "00:17:a4:77:00:10",
+            pattern = "^(?:(?:[0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}|[0-9A-Fa-f]{4}\\.[0-9A-Fa-f]{4}\\.[0-9A-Fa-f]{4}|[0-9A-Fa-f]{12})$"),
         ("serial" = Option<String>, Query, description = "Serial number, exactly (case-insensitive)"),
-        ("bmc" = Option<String>, Query, description = "BMC address: IP address or host name", example = "10.1.0.17"),
+        ("bmc" = Option<String>, Query, description = "BMC address: IP address or host name (a string that is neither finds nothing)", example = "10.1.0.17"),
         ("q" = Option<String>, Query, description = "Name (or another name the system answers it under) contains this text (case-insensitive)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page", pattern = "^[A-Za-z0-9_-]*$"),
         ("limit" = Option<usize>, Query, description = "Servers per page, 1-1000 (default 100)", minimum = 1, maximum = 1000),
@@ -164,7 +166,7 @@ fn text_filter(name: &str, value: Option<String>) -> Result<Option<String>, Stri
         (status = 200, description = "One page of servers", body = ServerList,
             headers(("ETag" = String, description = "Weak validator of this page's content"))),
         (status = 304, description = "`If-None-Match` matched: the page is unchanged"),
-        (status = 400, description = "Invalid filter, cursor or limit", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid vendor, MAC, cursor or limit, or a text filter over 256 bytes", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown bearer token", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -185,20 +187,17 @@ pub async fn list_servers(
         Ok(m) => m,
         Err(e) => return bad(&req, &rid, "Invalid MAC address", e.to_string()),
     };
-    let bmc = match query.bmc.as_deref().map(BmcAddress::parse).transpose() {
-        Ok(b) => b,
-        Err(e) => return bad(&req, &rid, "Invalid BMC address", e.to_string()),
+    // A BMC address no server can have, or a system that is not configured, is a search
+    // that finds nothing, not a malformed request.
+    let (bmc, impossible) = match query.bmc.as_deref().map(BmcAddress::parse).transpose() {
+        Ok(b) => (b, false),
+        Err(_) => (None, true),
     };
-    if let Some(system) = &query.system {
-        if !lookup.systems().iter().any(|s| s.name() == system) {
-            return bad(
-                &req,
-                &rid,
-                "Unknown system",
-                format!("no configured system is named {system:?} (see GET /fleet)"),
-            );
-        }
-    }
+    let impossible = impossible
+        || query
+            .system
+            .as_ref()
+            .is_some_and(|system| !lookup.systems().iter().any(|s| s.name() == system));
     let limit = query.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return bad(
@@ -240,7 +239,11 @@ pub async fn list_servers(
         bmc,
         q,
     };
-    let listing = lookup.fleet().list(&filter, after.as_ref(), limit);
+    let mut listing = lookup.fleet().list(&filter, after.as_ref(), limit);
+    if impossible {
+        listing.items.clear();
+        listing.next = None;
+    }
     // The page is determined by the indexed content, the filter, the cursor and the limit.
     let mut h = Sha256::new();
     h.update(listing.version.as_bytes());
