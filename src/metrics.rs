@@ -145,18 +145,12 @@ impl Metrics {
                 "Lookups retried against a system after a transient failure.",
                 &["system"],
             )?,
-            breaker_state: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "circuit_breaker_state",
-                        "1 for the state each system's circuit breaker is in, 0 for the others.",
-                    )
-                    .namespace(NAMESPACE),
-                    &["system", "state"],
-                )?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
+            breaker_state: gauge_vec(
+                &r,
+                "circuit_breaker_state",
+                "1 for the state each system's circuit breaker is in, 0 for the others.",
+                &["system", "state"],
+            )?,
             breaker_transitions: counter_vec(
                 &r,
                 "circuit_breaker_transitions_total",

@@ -36,11 +36,12 @@ pub struct FleetResult {
     pub before: Option<Memory>,
     pub after: Option<Memory>,
     pub indexed: u64,
-    /// Sorted latencies of `GET /servers?mac=`, and how many answered exactly one server.
-    pub mac: Vec<Duration>,
+    /// Sorted latencies (µs) of `GET /servers?mac=`, and how many answered exactly one server.
+    pub mac: Vec<u64>,
     pub mac_exact: usize,
-    /// Sorted latencies of `POST /servers/lookup` with `BULK_NAMES` names, and the names found.
-    pub bulk: Vec<Duration>,
+    /// Sorted latencies (µs) of `POST /servers/lookup` with `BULK_NAMES` names, and the names
+    /// found.
+    pub bulk: Vec<u64>,
     pub bulk_found: usize,
     /// Names of the bulk lookups answered from the index (`cache: index`), not live.
     pub bulk_from_index: usize,
@@ -52,14 +53,6 @@ impl FleetResult {
         let (before, after) = (self.before?, self.after?);
         (self.indexed > 0).then(|| after.rss.saturating_sub(before.rss) * 10_000 / self.indexed)
     }
-}
-
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 struct Client {
@@ -198,7 +191,7 @@ async fn run(
         let body = client
             .send(client.http.get(format!("{}/servers?mac={m}", client.base)))
             .await?;
-        mac.push(started.elapsed());
+        mac.push(started.elapsed().as_micros() as u64);
         if body["servers"].as_array().map(Vec::len) == Some(1) {
             mac_exact += 1;
         }
@@ -221,7 +214,7 @@ async fn run(
                     .json(&serde_json::json!({ "names": batch })),
             )
             .await?;
-        bulk.push(started.elapsed());
+        bulk.push(started.elapsed().as_micros() as u64);
         bulk_found += body["found"].as_u64().unwrap_or(0) as usize;
         bulk_from_index += body["results"]
             .as_array()

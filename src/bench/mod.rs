@@ -678,7 +678,7 @@ fn fleet_rows(fleet: &Result<fleet::FleetResult, String>) -> Vec<Row> {
         target: "report".into(),
         met: None,
     });
-    let p = |v: &[std::time::Duration], q: f64| ms(fleet::percentile(v, q));
+    let p = |v: &[u64], q: f64| ms(Duration::from_micros(client::percentile(v, q)));
     let total_lookups = (n * KINDS.len() as u64) as f64;
     rows.push(Row {
         measure: format!(

@@ -77,7 +77,8 @@ pub struct SystemIndex {
     pub digest: [u8; 32],
 }
 
-fn push(map: &mut HashMap<String, Vec<u32>>, key: String, i: u32) {
+/// Entry `i` under `key`, once (entries are indexed in order, so a repeat is the last one).
+fn push<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<u32>>, key: K, i: u32) {
     let v = map.entry(key).or_default();
     if v.last() != Some(&i) {
         v.push(i);
@@ -136,16 +137,13 @@ impl SystemIndex {
                 push(&mut index.by_name, alias.to_ascii_lowercase(), i);
             }
             for nic in r.nics.iter().filter(|n| !n.mac.is_zero()) {
-                let v = index.by_mac.entry(nic.mac).or_default();
-                if v.last() != Some(&i) {
-                    v.push(i);
-                }
+                push(&mut index.by_mac, nic.mac, i);
             }
             if let Some(serial) = r.serial_number.as_deref().filter(|s| !s.trim().is_empty()) {
                 push(&mut index.by_serial, serial.trim().to_ascii_lowercase(), i);
             }
             if let Some(bmc) = r.bmc.as_ref().filter(|b| b.address.is_usable()) {
-                index.by_bmc.entry(bmc.address.clone()).or_default().push(i);
+                push(&mut index.by_bmc, bmc.address.clone(), i);
             }
             index.by_id.insert(r.system_id.clone(), i);
             let mut content = r.clone();

@@ -297,33 +297,35 @@ impl Fleet {
             if is_stale {
                 stale.push(name.to_owned());
             }
-            // The narrowest index the filter allows, then every filter, then the cursor.
-            let candidates: Vec<&index::Entry> = if let Some(mac) = &filter.mac {
-                index.by_mac(mac)
+            // The narrowest index the filter allows (unordered), else the ordered entries past
+            // the cursor, where a page (and one more, to know whether more follow) suffices.
+            let narrowed = if let Some(mac) = &filter.mac {
+                Some(index.by_mac(mac))
             } else if let Some(bmc) = &filter.bmc {
-                index.by_bmc(bmc)
-            } else if let Some(serial) = &filter.serial {
-                index.by_serial(serial)
+                Some(index.by_bmc(bmc))
             } else {
-                // Already in order and past the cursor: stop once a page is full.
-                let mut page = Vec::new();
-                for e in index.after(after) {
-                    if filter.matches(e) {
-                        page.push(e);
-                        if page.len() > limit {
-                            break;
-                        }
-                    }
-                }
-                page
+                filter
+                    .serial
+                    .as_deref()
+                    .map(|serial| index.by_serial(serial))
             };
-            for e in candidates {
-                if after.is_none_or(|k| e.key() > k) && filter.matches(e) {
-                    let mut record = e.record.clone();
-                    record.stale = is_stale;
-                    items.push((e.key(), record));
-                }
-            }
+            let page: Vec<&index::Entry> = match narrowed {
+                Some(candidates) => candidates
+                    .into_iter()
+                    .filter(|e| after.is_none_or(|k| e.key() > k) && filter.matches(e))
+                    .collect(),
+                None => index
+                    .after(after)
+                    .iter()
+                    .filter(|e| filter.matches(e))
+                    .take(limit + 1)
+                    .collect(),
+            };
+            items.extend(page.into_iter().map(|e| {
+                let mut record = e.record.clone();
+                record.stale = is_stale;
+                (e.key(), record)
+            }));
         }
         items.sort_by(|a, b| a.0.cmp(b.0));
         let more = items.len() > limit;

@@ -121,18 +121,16 @@ fn decode_cursor(cursor: &str) -> Option<SortKey> {
 }
 
 fn bad(req: &HttpRequest, rid: &RequestId, title: &str, detail: String) -> HttpResponse {
-    Problem::new(StatusCode::BAD_REQUEST, types::INVALID_QUERY, title, detail)
-        .at(req.path(), &rid.0)
-        .response()
+    super::routes::bad_request(types::INVALID_QUERY, title, detail, req.path(), rid)
 }
 
+/// A text filter within its length bound (empty ones were dropped by `without_empty`).
 fn text_filter(name: &str, value: Option<String>) -> Result<Option<String>, String> {
     match value {
         Some(v) if v.len() > MAX_FILTER_LEN => Err(format!(
             "{name} is {} bytes long; at most {MAX_FILTER_LEN} are accepted",
             v.len()
         )),
-        Some(v) if v.trim().is_empty() => Ok(None),
         other => Ok(other),
     }
 }
@@ -367,14 +365,7 @@ pub async fn lookup_servers(
 ) -> HttpResponse {
     let body = body.into_inner();
     let invalid = |title: &str, detail: String| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            types::INVALID_REQUEST,
-            title,
-            detail,
-        )
-        .at(req.path(), &rid.0)
-        .response()
+        super::routes::bad_request(types::INVALID_REQUEST, title, detail, req.path(), &rid)
     };
     if body.names.is_empty() || body.names.len() > MAX_PAGE {
         return invalid(

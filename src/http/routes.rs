@@ -177,7 +177,7 @@ fn invalid_name(e: DomainError, instance: &str, rid: &RequestId) -> HttpResponse
     )
 }
 
-fn bad_request(
+pub(super) fn bad_request(
     type_uri: &str,
     title: &str,
     detail: String,

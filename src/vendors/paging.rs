@@ -48,6 +48,26 @@ impl std::fmt::Display for Overrun {
     }
 }
 
+/// Watches the count a collection reports on each of its pages: a count that moves between
+/// pages means items came or went while it was paged, so offsets shifted and an item may have
+/// been skipped. Offset and next-link paging alike.
+#[derive(Debug, Default)]
+pub struct CountWatch {
+    first: Option<u64>,
+}
+
+impl CountWatch {
+    /// The count one page reports, if it reports one.
+    pub fn observe(&mut self, count: Option<u64>) -> Result<(), Overrun> {
+        match (self.first, count) {
+            (None, Some(c)) => self.first = Some(c),
+            (Some(was), Some(now)) if was != now => return Err(Overrun::Changed { was, now }),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// Every item, `fetch(skip)` reading the page that starts at `skip`, `top` at most each, until
 /// the reported count, a short page or `max_pages` pages. Bounded whatever the service sends:
 /// a page larger than `top`, or more than `max_pages` full pages, is `overrun` (a partial
@@ -63,16 +83,10 @@ where
 {
     let mut items = Vec::new();
     let mut received: u64 = 0;
-    let mut first_count = None;
+    let mut counts = CountWatch::default();
     for _ in 0..max_pages {
         let page = fetch(received).await?;
-        match (first_count, page.count) {
-            (None, Some(c)) => first_count = Some(c),
-            (Some(was), Some(now)) if was != now => {
-                return Err(overrun(Overrun::Changed { was, now }))
-            }
-            _ => {}
-        }
+        counts.observe(page.count).map_err(&overrun)?;
         let len = page.items.len() as u64;
         if len > u64::from(top) {
             return Err(overrun(Overrun::Oversized { len, top }));

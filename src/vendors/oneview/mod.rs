@@ -210,25 +210,15 @@ impl OneView {
         let mut path = format!("{collection}?start=0&count={count}");
         let mut seen = std::collections::HashSet::new();
         let mut members = Vec::new();
-        let mut first_total = None;
+        let mut totals = super::paging::CountWatch::default();
         for _ in 0..super::paging::SWEEP_MAX_PAGES {
             seen.insert(path.clone());
             let body = self.sessions.get(&path, key).await?;
             let (page, next, total) =
                 parse::value_page(&body).map_err(|d| self.protocol(key, d))?;
-            // Offsets shift when members come or go between pages: a member could be skipped.
-            match (first_total, total) {
-                (None, Some(t)) => first_total = Some(t),
-                (Some(was), Some(now)) if was != now => {
-                    return Err(super::paging_error(
-                        &self.name,
-                        key,
-                        super::paging::Overrun::Changed { was, now },
-                        &format!(" ({collection})"),
-                    ))
-                }
-                _ => {}
-            }
+            totals.observe(total).map_err(|overrun| {
+                super::paging_error(&self.name, key, overrun, &format!(" ({collection})"))
+            })?;
             if page.len() > count as usize {
                 return Err(self.protocol(
                     key,
