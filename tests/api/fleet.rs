@@ -186,30 +186,23 @@ async fn reverse_lookups_return_exactly_the_server_the_simulator_holds() {
         for server in stack.inventory(kind).await.iter().step_by(5) {
             let name = server["name"].as_str().unwrap_or("");
             let mac = server["nics"][0]["mac"].as_str().unwrap_or("");
+            let serial = server["serial_number"].as_str().unwrap_or("");
+            let bmc = server["bmc_address"].as_str().unwrap_or("");
             // Any common notation of the MAC finds it.
             let dashed = mac.replace(':', "-").to_ascii_uppercase();
-            for m in [mac.to_owned(), dashed] {
-                let found = get_json(&stack, &format!("/servers?mac={m}")).await;
+            for query in [
+                format!("mac={mac}"),
+                format!("mac={dashed}"),
+                format!("serial={serial}"),
+                format!("bmc={bmc}"),
+            ] {
+                let found = get_json(&stack, &format!("/servers?{query}")).await;
                 assert_eq!(
                     listed(found["servers"].as_array().unwrap()),
                     vec![(sim_system(kind), name.to_owned())],
-                    "{kind} mac {m}"
+                    "{kind} {query}"
                 );
             }
-            let serial = server["serial_number"].as_str().unwrap_or("");
-            let found = get_json(&stack, &format!("/servers?serial={serial}")).await;
-            assert_eq!(
-                listed(found["servers"].as_array().unwrap()),
-                vec![(sim_system(kind), name.to_owned())],
-                "{kind} serial {serial}"
-            );
-            let bmc = server["bmc_address"].as_str().unwrap_or("");
-            let found = get_json(&stack, &format!("/servers?bmc={bmc}")).await;
-            assert_eq!(
-                listed(found["servers"].as_array().unwrap()),
-                vec![(sim_system(kind), name.to_owned())],
-                "{kind} bmc {bmc}"
-            );
         }
     }
     // Searches that can find nothing are answered so.
@@ -361,6 +354,20 @@ async fn a_sweep_that_fails_half_way_keeps_the_previous_index() {
     stack.stop().await;
 }
 
+/// Profile pages the OneView simulator has been asked for.
+async fn profile_pages(stack: &TestStack) -> u64 {
+    let counters = stack.counters(SystemKind::Oneview).await;
+    counters["endpoints"]
+        .as_object()
+        .map(|e| {
+            e.iter()
+                .filter(|(k, _)| k.contains("server-profiles"))
+                .filter_map(|(_, v)| v.as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::test]
 async fn a_collection_that_changes_while_it_is_paged_is_read_again_and_nothing_is_skipped() {
     // 150 servers: three pages of each OneView collection (the simulator caps a page at 64).
@@ -389,16 +396,7 @@ async fn a_collection_that_changes_while_it_is_paged_is_read_again_and_nothing_i
     // fleet: once page 2 is counted, page 1 has been read and page 2 has not, for 2 s.
     let second_page_asked = async {
         loop {
-            let counters = stack.counters(SystemKind::Oneview).await;
-            let pages = counters["endpoints"]
-                .as_object()
-                .map(|e| {
-                    e.iter()
-                        .filter(|(k, _)| k.contains("server-profiles"))
-                        .filter_map(|(_, v)| v.as_u64())
-                        .sum::<u64>()
-                })
-                .unwrap_or(0);
+            let pages = profile_pages(&stack).await;
             if pages >= 2 {
                 break;
             }
@@ -418,15 +416,8 @@ async fn a_collection_that_changes_while_it_is_paged_is_read_again_and_nothing_i
     assert_eq!(s["indexed"], 149, "{s}");
     // Read again: two pages of the first attempt (the second saw the new count), three of
     // the second.
-    let counters = stack.counters(SystemKind::Oneview).await;
-    let profile_pages: u64 = counters["endpoints"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(k, _)| k.contains("server-profiles"))
-        .filter_map(|(_, v)| v.as_u64())
-        .sum();
-    assert!(profile_pages >= 5, "{counters}");
+    let pages = profile_pages(&stack).await;
+    assert!(pages >= 5, "{pages} profile pages");
     let items = all_pages(&stack, "system=oneview-sim", 1000).await;
     let names: BTreeSet<String> = listed(&items).into_iter().map(|(_, n)| n).collect();
     let expected: BTreeSet<String> = fewer.iter().map(|s| s.name.clone()).collect();
