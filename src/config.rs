@@ -337,8 +337,10 @@ pub struct SystemConfig {
     pub name: String,
     pub kind: SystemKind,
     /// Base URL, e.g. `https://oneview.example.com` (no path for OneView/OME; UCSM posts to `/nuova`).
-    pub endpoint: Url,
-    /// Every kind but `intersight`, which signs with an API key instead.
+    /// Every kind but `redfish`, whose BMCs are listed in `bmcs` / `inventory_file`.
+    #[serde(default)]
+    pub endpoint: Option<Url>,
+    /// Every kind but `intersight` (API key) and `redfish` (`[systems.bmc]`).
     #[serde(default)]
     pub username: String,
     #[serde(default)]
@@ -404,6 +406,67 @@ pub struct SystemConfig {
     /// inventory for (standalone rack servers); without it their records have no NICs.
     #[serde(default)]
     pub cimc: Option<FleetLogin>,
+    /// The Redfish login of this system's servers' own BMCs and how to reach them: required for
+    /// `kind = "redfish"` (the default credential of its BMCs) and for `verify_bmc`.
+    #[serde(default)]
+    pub bmc: Option<FleetLogin>,
+    /// Not `redfish`: ask each server's BMC (at the address the system reports) for its
+    /// Redfish ComputerSystem, answered as `bmc.redfish_system`. Needs `[systems.bmc]`.
+    #[serde(default)]
+    pub verify_bmc: bool,
+    /// `redfish` only: the BMCs, inline…
+    #[serde(default)]
+    pub bmcs: Vec<BmcEntry>,
+    /// …and/or from this TOML file of `[[bmcs]]` entries (read at start).
+    #[serde(default)]
+    pub inventory_file: Option<PathBuf>,
+    /// `redfish` only: TOML file of named credentials (`[<name>] username = … password = …`)
+    /// that BMC entries reference with `credentials = "<name>"` (a mounted Secret).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// BMCs read at once by a sweep or by `verify_bmc`.
+    #[serde(default = "default_bmc_concurrency")]
+    pub bmc_concurrency: usize,
+    /// A BMC that refused a credential is not sent that credential again for this long
+    /// (iDRAC locks the source address out after 3 failed logins in 60 s).
+    #[serde(default = "default_bmc_refusal_hold", with = "humantime_serde")]
+    pub bmc_refusal_hold: Duration,
+    /// After this many distinct BMCs refused one credential…
+    #[serde(default = "default_bmc_suspend_after")]
+    pub bmc_suspend_after: usize,
+    /// …it is not sent to any BMC for this long.
+    #[serde(default = "default_bmc_suspend_for", with = "humantime_serde")]
+    pub bmc_suspend_for: Duration,
+}
+
+/// One BMC of a `redfish` system.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BmcEntry {
+    /// The server's name; without it the BMC's `HostName` (else its serial number) names it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// IP address or DNS name.
+    pub address: String,
+    /// Overrides `[systems.bmc] port`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// A name in `credentials_file`; without it, the login of `[systems.bmc]`.
+    #[serde(default)]
+    pub credentials: Option<String>,
+}
+
+fn default_bmc_concurrency() -> usize {
+    8
+}
+fn default_bmc_refusal_hold() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_bmc_suspend_after() -> usize {
+    3
+}
+fn default_bmc_suspend_for() -> Duration {
+    Duration::from_secs(900)
 }
 
 /// One login valid on many machines a system leads to, and how to reach them from the address
@@ -715,12 +778,24 @@ impl Config {
             if !names.insert(s.name.clone()) {
                 return Err(invalid(key("name"), "duplicate system name"));
             }
-            if !matches!(s.endpoint.scheme(), "http" | "https") {
-                return Err(invalid(key("endpoint"), "scheme must be http or https"));
+            match (&s.endpoint, s.kind) {
+                (Some(_), SystemKind::Redfish) => {
+                    return Err(invalid(
+                        key("endpoint"),
+                        "kind = \"redfish\" has no endpoint: list its BMCs in `bmcs` or `inventory_file`",
+                    ))
+                }
+                (None, SystemKind::Redfish) => {}
+                (None, _) => return Err(invalid(key("endpoint"), "is required")),
+                (Some(e), _) if !matches!(e.scheme(), "http" | "https") => {
+                    return Err(invalid(key("endpoint"), "scheme must be http or https"));
+                }
+                (Some(e), _) if e.host_str().is_none() => {
+                    return Err(invalid(key("endpoint"), "must have a host"));
+                }
+                _ => {}
             }
-            if s.endpoint.host_str().is_none() {
-                return Err(invalid(key("endpoint"), "must have a host"));
-            }
+            validate_redfish(s, &key)?;
             validate_login(s, &key)?;
             if s.timeout.is_zero() {
                 return Err(invalid(key("timeout"), "must be greater than zero"));
@@ -751,6 +826,68 @@ impl Config {
 
 /// A username and password for every kind but Intersight; an API key id and private key file
 /// for Intersight, and nothing of the other kind's login on either.
+/// `[systems.bmc]`, `verify_bmc` and the BMC list: where each applies.
+fn validate_redfish(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
+    let invalid = |key: String, reason: &str| ConfigError::Invalid {
+        key,
+        reason: reason.to_owned(),
+    };
+    if let Some(bmc) = &s.bmc {
+        check_fleet_login(bmc, &|f: &str| key(&format!("bmc.{f}")))?;
+    }
+    if s.bmc_concurrency == 0 || s.bmc_suspend_after == 0 || s.bmc_suspend_for.is_zero() {
+        return Err(invalid(
+            key("bmc_concurrency"),
+            "bmc_concurrency, bmc_suspend_after and bmc_suspend_for must be > 0",
+        ));
+    }
+    if s.kind != SystemKind::Redfish {
+        if !s.bmcs.is_empty() || s.inventory_file.is_some() || s.credentials_file.is_some() {
+            return Err(invalid(
+                key("bmcs"),
+                "bmcs, inventory_file and credentials_file apply to kind = \"redfish\" only",
+            ));
+        }
+        if s.verify_bmc && s.bmc.is_none() {
+            return Err(invalid(
+                key("bmc"),
+                "verify_bmc needs [systems.bmc]: the Redfish login of the servers' BMCs",
+            ));
+        }
+        return Ok(());
+    }
+    if s.verify_bmc {
+        return Err(invalid(
+            key("verify_bmc"),
+            "kind = \"redfish\" always reads the BMC itself",
+        ));
+    }
+    if s.bmc.is_none() {
+        return Err(invalid(
+            key("bmc"),
+            "kind = \"redfish\" needs [systems.bmc]: the BMCs' Redfish login and port",
+        ));
+    }
+    if s.bmcs.is_empty() && s.inventory_file.is_none() {
+        return Err(invalid(
+            key("bmcs"),
+            "kind = \"redfish\" needs `bmcs` or `inventory_file`",
+        ));
+    }
+    for f in [&s.inventory_file, &s.credentials_file]
+        .into_iter()
+        .flatten()
+    {
+        if !f.is_file() {
+            return Err(invalid(
+                key("inventory_file"),
+                &format!("{} does not exist", f.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     let invalid = |key: String, reason: &str| ConfigError::Invalid {
         key,
@@ -766,6 +903,16 @@ fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), 
                 key("api_key_id"),
                 "api_key_id, private_key(_file) and cimc apply to kind = \"intersight\" only",
             ));
+        }
+        if s.kind == SystemKind::Redfish {
+            if !s.username.is_empty() || s.password.is_some() || s.password_file.is_some() {
+                return Err(invalid(
+                    key("username"),
+                    "kind = \"redfish\" logs in with [systems.bmc] (and credentials_file), \
+                     not username/password",
+                ));
+            }
+            return Ok(());
         }
         if s.username.is_empty() {
             return Err(invalid(key("username"), "must not be empty"));

@@ -26,6 +26,8 @@ pub const KINDS: [SystemKind; 5] = [
 pub struct FleetSpec {
     pub seed: u64,
     pub servers: usize,
+    /// Standalone Redfish BMCs (`kind = "redfish"`), at most [`fleet::MAX_REDFISH_BMCS`].
+    pub redfish_bmcs: usize,
     /// JSON `{"oneview": [SimServer…], "ucsm": […], "ome": […]}`; replaces generation.
     pub inventory: Option<PathBuf>,
 }
@@ -54,6 +56,14 @@ pub fn fleets(spec: &FleetSpec) -> Result<HashMap<SystemKind, Vec<SimServer>>, D
         None => Ok(KINDS
             .iter()
             .map(|&k| (k, fleet::generate(k, spec.seed, spec.servers)))
+            .chain([(
+                SystemKind::Redfish,
+                fleet::generate(
+                    SystemKind::Redfish,
+                    spec.seed,
+                    spec.redfish_bmcs.min(fleet::MAX_REDFISH_BMCS),
+                ),
+            )])
             .collect()),
         Some(path) => {
             let err = |reason: String| DemoError::Inventory {
@@ -155,6 +165,10 @@ pub fn gateway_config_toml(
 pub fn systems_toml(sims: &[SimHandle], ca_bundle: Option<&Path>) -> String {
     let mut out = String::new();
     for s in sims {
+        if s.kind == SystemKind::Redfish {
+            redfish_toml(&mut out, s, ca_bundle);
+            continue;
+        }
         let _ = write!(
             out,
             "\n[[systems]]\nname = \"{kind}-sim\"\nkind = \"{kind}\"\nendpoint = \"{url}\"\n\
@@ -203,6 +217,35 @@ pub fn systems_toml(sims: &[SimHandle], ca_bundle: Option<&Path>) -> String {
         }
     }
     out
+}
+
+/// A `redfish` system over the simulated BMCs: every other one named in the configuration,
+/// the rest named by the `HostName` their BMC reports (the same names, so both ways resolve).
+fn redfish_toml(out: &mut String, s: &SimHandle, ca_bundle: Option<&Path>) {
+    let Some(first) = s.members.first() else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "\n[[systems]]\nname = \"redfish-sim\"\nkind = \"redfish\"\ntimeout = \"10s\"\n\
+         [systems.bmc]\nusername = \"{SIM_USERNAME}\"\npassword = \"{SIM_PASSWORD}\"\n\
+         scheme = \"{}\"\nport = {}\n",
+        first.base_url.scheme(),
+        first.addr.port()
+    );
+    if let Some(ca) = ca_bundle {
+        let _ = writeln!(out, "ca_bundle = \"{}\"", ca.display());
+    }
+    for (i, (member, server)) in s.members.iter().zip(s.shared.fleet().iter()).enumerate() {
+        let _ = write!(
+            out,
+            "[[systems.bmcs]]\naddress = \"{}\"\n",
+            member.addr.ip()
+        );
+        if i % 2 == 0 {
+            let _ = writeln!(out, "name = \"{}\"", server.name);
+        }
+    }
 }
 
 /// Writes the simulators' CA (when TLS is on), the tokens file (when `tokens` is not empty;

@@ -18,7 +18,7 @@ pub enum DomainError {
     Mac(String),
     #[error("not an IP address or host name: {0:?}")]
     BmcAddress(String),
-    #[error("unknown vendor {0:?} (expected hpe|hp|cisco|ucs|dell)")]
+    #[error("unknown vendor {0:?} (expected hpe|hp|cisco|ucs|dell|supermicro|lenovo|other)")]
     Vendor(String),
 }
 
@@ -226,6 +226,11 @@ pub enum Vendor {
     Hpe,
     Cisco,
     Dell,
+    /// Servers only reached through their own BMC (`kind = "redfish"`) can be of any make.
+    Supermicro,
+    Lenovo,
+    /// A Redfish BMC whose service root and `Manufacturer` name none of the above.
+    Other,
 }
 
 impl Vendor {
@@ -234,6 +239,9 @@ impl Vendor {
             "hpe" | "hp" => Ok(Self::Hpe),
             "cisco" | "ucs" => Ok(Self::Cisco),
             "dell" => Ok(Self::Dell),
+            "supermicro" => Ok(Self::Supermicro),
+            "lenovo" => Ok(Self::Lenovo),
+            "other" => Ok(Self::Other),
             _ => Err(DomainError::Vendor(s.to_owned())),
         }
     }
@@ -243,6 +251,9 @@ impl Vendor {
             Self::Hpe => "hpe",
             Self::Cisco => "cisco",
             Self::Dell => "dell",
+            Self::Supermicro => "supermicro",
+            Self::Lenovo => "lenovo",
+            Self::Other => "other",
         }
     }
 }
@@ -272,15 +283,25 @@ pub enum SystemKind {
     Ome,
     /// Cisco Intersight (SaaS or appliance), signed HTTP requests with an API key.
     Intersight,
+    /// Servers reached only through their own BMCs' Redfish services (a configured set).
+    Redfish,
 }
 
 impl SystemKind {
-    pub fn vendor(&self) -> Vendor {
+    /// The one vendor every server of this kind of system is of; `None` for a set of Redfish
+    /// BMCs, whose servers each say their own make.
+    pub fn vendor(&self) -> Option<Vendor> {
         match self {
-            Self::Oneview => Vendor::Hpe,
-            Self::Ucsm | Self::UcsCentral | Self::Intersight => Vendor::Cisco,
-            Self::Ome => Vendor::Dell,
+            Self::Oneview => Some(Vendor::Hpe),
+            Self::Ucsm | Self::UcsCentral | Self::Intersight => Some(Vendor::Cisco),
+            Self::Ome => Some(Vendor::Dell),
+            Self::Redfish => None,
         }
+    }
+
+    /// Whether a system of this kind may hold servers of `vendor`.
+    pub fn may_hold(&self, vendor: Vendor) -> bool {
+        self.vendor().is_none_or(|v| v == vendor)
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -290,6 +311,7 @@ impl SystemKind {
             Self::UcsCentral => "ucs-central",
             Self::Ome => "ome",
             Self::Intersight => "intersight",
+            Self::Redfish => "redfish",
         }
     }
 }
@@ -307,6 +329,30 @@ pub struct Bmc {
     pub address: BmcAddress,
     /// e.g. `ilo5`, `cimc`, `idrac9`; null when the vendor does not say.
     pub kind: Option<String>,
+    /// The ComputerSystem of this server in its BMC's Redfish service, as the BMC itself lists
+    /// it (e.g. `/redfish/v1/Systems/System.Embedded.1`; a Cisco CIMC's id is the serial
+    /// number). Present when the gateway read it from the BMC: always for `kind = "redfish"`,
+    /// for other systems when they are configured with `verify_bmc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "/redfish/v1/Systems/1")]
+    pub redfish_system: Option<String>,
+    /// Whether the BMC answered the gateway's Redfish reads for this record: absent when it was
+    /// not asked (no `verify_bmc`), `false` when it could not be read (then `redfish_system`
+    /// is absent and a consumer falls back to its own rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered: Option<bool>,
+}
+
+impl Bmc {
+    /// A BMC as a manager reports it, not (yet) asked itself.
+    pub fn reported(address: BmcAddress, kind: Option<String>) -> Self {
+        Self {
+            address,
+            kind,
+            redfish_system: None,
+            answered: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

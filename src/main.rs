@@ -111,6 +111,13 @@ struct SimArgs {
     /// Intersight simulator port (0 = any free port).
     #[arg(long, default_value_t = 9005)]
     intersight_port: u16,
+    /// Control port of the simulated Redfish BMCs (0 = any free port); the BMCs themselves
+    /// listen on 127.0.3.1, 127.0.3.2, … on one free port they share.
+    #[arg(long, default_value_t = 9006)]
+    redfish_port: u16,
+    /// Standalone servers managed only by their own Redfish BMC (at most 64; 0 = none).
+    #[arg(long, default_value_t = 12)]
+    redfish_bmcs: usize,
     /// An API key the Intersight simulator accepts besides the key pair it generates for the
     /// demo's gateway, as `KEY_ID=PUBLIC_KEY_PEM_FILE` (repeatable; a client such as Cisco's
     /// SDK then signs with the private half).
@@ -136,6 +143,7 @@ impl SimArgs {
         let fleets = demo::fleets(&FleetSpec {
             seed: self.seed,
             servers: self.servers,
+            redfish_bmcs: self.redfish_bmcs,
             inventory: self.inventory.clone(),
         })?;
         let central = [(SystemKind::UcsCentral, self.ucs_central_port)];
@@ -171,6 +179,10 @@ impl SimArgs {
         sims.push(
             inventory_gateway::sim::start(opts).context("cannot start the Intersight simulator")?,
         );
+        if self.redfish_bmcs > 0 {
+            let redfish = [(SystemKind::Redfish, self.redfish_port)];
+            sims.extend(demo::start_sims_on(&fleets, &redfish, self.tls, bind)?);
+        }
         Ok(sims)
     }
 }
@@ -229,7 +241,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "  system {:<16} kind {:<8} endpoint {}{}",
                     s.name,
                     s.kind.as_str(),
-                    s.endpoint,
+                    s.endpoint.as_ref().map_or_else(
+                        || format!("{} BMCs (inventory)", s.bmcs.len()),
+                        |u| u.to_string()
+                    ),
                     if s.insecure_skip_verify {
                         "  (TLS verification OFF)"
                     } else {

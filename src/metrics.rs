@@ -57,6 +57,8 @@ pub struct Metrics {
     fleet_servers: IntGaugeVec,
     fleet_age: IntGaugeVec,
     fleet_conflicts: IntGaugeVec,
+    bmc_refusing: IntGaugeVec,
+    bmc_suspended: IntGaugeVec,
     fleet_sweeps: IntCounterVec,
     fleet_sweep_duration: HistogramVec,
     fleet_sweep_calls: IntCounterVec,
@@ -229,6 +231,19 @@ impl Metrics {
                 "Age of each system's fleet index: seconds since the sweep it comes from started.",
                 &["system"],
             )?,
+            bmc_refusing: gauge_vec(
+                &r,
+                "bmc_credential_refusing_bmcs",
+                "BMCs that refused a credential within its hold period (it is not sent to them \
+                 again until then), per system and credential name.",
+                &["system", "credential"],
+            )?,
+            bmc_suspended: gauge_vec(
+                &r,
+                "bmc_credential_suspended",
+                "1 while a credential is suspended for every BMC of a system (refused by too many).",
+                &["system", "credential"],
+            )?,
             fleet_conflicts: gauge_vec(
                 &r,
                 "fleet_conflicts",
@@ -309,6 +324,15 @@ impl Metrics {
         self.cache_entries
             .set(i64::try_from(lookup.cached_entries()).unwrap_or(i64::MAX));
         for status in lookup.statuses() {
+            for c in &status.credentials {
+                let labels = [status.name.as_str(), c.name.as_str()];
+                self.bmc_refusing
+                    .with_label_values(&labels)
+                    .set(i64::try_from(c.refused_by).unwrap_or(i64::MAX));
+                self.bmc_suspended
+                    .with_label_values(&labels)
+                    .set(i64::from(c.suspended_until.is_some()));
+            }
             // UCS Central's domains have breakers of their own, labelled `<central>/<address>`.
             let members = status.domains.iter().map(|d| (&d.name, d.breaker));
             for (name, breaker) in std::iter::once((&status.name, status.breaker)).chain(members) {
@@ -352,12 +376,14 @@ impl Metrics {
 /// backends pass to `Upstream::exchange`.
 fn session_operation(endpoint: &str) -> Option<&'static str> {
     match endpoint {
-        "POST /rest/login-sessions" | "aaaLogin" | "POST /api/SessionService/Sessions" => {
-            Some("login")
-        }
+        "POST /rest/login-sessions"
+        | "aaaLogin"
+        | "POST /api/SessionService/Sessions"
+        | "POST /redfish/v1/SessionService/Sessions" => Some("login"),
         e if e == "aaaLogout"
             || e.starts_with("DELETE /rest/login-sessions")
-            || e.starts_with("DELETE /api/SessionService/Sessions") =>
+            || e.starts_with("DELETE /api/SessionService/Sessions")
+            || e.starts_with("DELETE /redfish/v1/SessionService/Sessions") =>
         {
             Some("logout")
         }

@@ -166,6 +166,8 @@ pub fn protocol_minimum(kind: SystemKind) -> (u64, u32) {
         SystemKind::Ome => (3, 2),
         // The server's summary, then its host Ethernet interfaces.
         SystemKind::Intersight => (2, 2),
+        // The system (its path known from the sweep or an earlier lookup), then its interfaces.
+        SystemKind::Redfish => (2, 2),
     }
 }
 

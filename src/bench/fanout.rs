@@ -15,7 +15,10 @@ use crate::domain::SystemKind;
 pub fn latency_ms(kind: SystemKind) -> u64 {
     match kind {
         SystemKind::Oneview => 10,
-        SystemKind::Ucsm | SystemKind::UcsCentral | SystemKind::Intersight => 30,
+        SystemKind::Ucsm
+        | SystemKind::UcsCentral
+        | SystemKind::Intersight
+        | SystemKind::Redfish => 30,
         SystemKind::Ome => 60,
     }
 }

@@ -430,6 +430,7 @@ fn vendor_label(kind: SystemKind) -> String {
         SystemKind::UcsCentral => "UCS Central",
         SystemKind::Ome => "OME",
         SystemKind::Intersight => "Intersight",
+        SystemKind::Redfish => "Redfish BMCs",
     };
     format!("cold path: {} ({name})", vendor_param(kind))
 }
@@ -602,7 +603,7 @@ fn operator_calls(kind: SystemKind, n: u64) -> String {
             "≈ {} calls per lookup",
             3 + (n / 2).div_ceil(130) + (n / 2).div_ceil(40)
         ),
-        SystemKind::Ucsm | SystemKind::Intersight => "not supported".into(),
+        SystemKind::Ucsm | SystemKind::Intersight | SystemKind::Redfish => "not supported".into(),
     }
 }
 

@@ -28,6 +28,7 @@ pub fn vendor_param(kind: SystemKind) -> &'static str {
         SystemKind::Oneview => "hpe",
         SystemKind::Ucsm | SystemKind::UcsCentral | SystemKind::Intersight => "cisco",
         SystemKind::Ome => "dell",
+        SystemKind::Redfish => "other",
     }
 }
 

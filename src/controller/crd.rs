@@ -297,7 +297,7 @@ pub enum SpecError {
     ServerName { name: String, reason: String },
     #[error("spec.infraEnv is required")]
     InfraEnv,
-    #[error("unknown server_vendor {0:?} (expected HP, DELL or CISCO)")]
+    #[error("unknown server_vendor {0:?} (expected HP, DELL, CISCO, SUPERMICRO, LENOVO or OTHER)")]
     Vendor(String),
     #[error("networkConfig.vlanId must be 1-4094, got {0}")]
     VlanId(i64),
@@ -348,12 +348,16 @@ impl GeneratorRequest {
     }
 }
 
-/// The old operator's vendor names: HP, DELL, CISCO, in any case. Nothing else.
+/// The old operator's vendor names: HP, DELL, CISCO, in any case; and the makes only found
+/// behind standalone Redfish BMCs: SUPERMICRO, LENOVO, OTHER.
 pub fn parse_spec_vendor(s: &str) -> Result<Vendor, SpecError> {
     match s.trim().to_ascii_uppercase().as_str() {
         "HP" => Ok(Vendor::Hpe),
         "DELL" => Ok(Vendor::Dell),
         "CISCO" => Ok(Vendor::Cisco),
+        "SUPERMICRO" => Ok(Vendor::Supermicro),
+        "LENOVO" => Ok(Vendor::Lenovo),
+        "OTHER" => Ok(Vendor::Other),
         _ => Err(SpecError::Vendor(s.to_owned())),
     }
 }
@@ -364,6 +368,9 @@ pub fn spec_vendor_name(v: Vendor) -> &'static str {
         Vendor::Hpe => "HP",
         Vendor::Dell => "DELL",
         Vendor::Cisco => "CISCO",
+        Vendor::Supermicro => "SUPERMICRO",
+        Vendor::Lenovo => "LENOVO",
+        Vendor::Other => "OTHER",
     }
 }
 

@@ -89,11 +89,15 @@ pub async fn watch_hosts(
 /// with a clear message until the Secret has them).
 pub fn credentials_from_secret(data: &BTreeMap<String, ByteString>) -> CredentialStore {
     let mut store = CredentialStore::default();
-    for (prefix, vendor) in [
-        ("hp", Vendor::Hpe),
-        ("dell", Vendor::Dell),
-        ("cisco", Vendor::Cisco),
+    for vendor in [
+        Vendor::Hpe,
+        Vendor::Dell,
+        Vendor::Cisco,
+        Vendor::Supermicro,
+        Vendor::Lenovo,
+        Vendor::Other,
     ] {
+        let prefix = crate::controller::render::names::vendor_prefix(vendor);
         let get = |k: &str| {
             data.get(&format!("{prefix}-{k}"))
                 .and_then(|v| String::from_utf8(v.0.clone()).ok())

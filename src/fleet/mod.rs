@@ -70,7 +70,8 @@ struct Slot {
 pub struct FleetSystem {
     pub name: String,
     pub kind: SystemKind,
-    pub vendor: Vendor,
+    /// Null for a set of Redfish BMCs (`kind = "redfish"`): each server says its own make.
+    pub vendor: Option<Vendor>,
     #[schema(value_type = crate::http::openapi::BreakerStateSchema)]
     pub breaker: BreakerState,
     /// Servers in the index; null before the first successful sweep.
@@ -86,6 +87,11 @@ pub struct FleetSystem {
     pub sweeps_ok: u64,
     pub sweeps_failed: u64,
     pub next_sweep_at: Option<DateTime<Utc>>,
+    /// Systems that read BMCs themselves (`kind = "redfish"`, `verify_bmc`): each credential,
+    /// how many BMCs refused it, and whether it is suspended for every BMC (absent otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    pub credentials: Vec<crate::resilience::refusals::CredentialStatus>,
 }
 
 /// Filters of a listing; all given ones must match.
@@ -239,7 +245,7 @@ impl Fleet {
         let mut found: Option<(ServerRecord, Duration)> = None;
         for (i, slot) in self.slots.iter().enumerate() {
             let backend = &slot.system.backend;
-            if vendor.is_some_and(|v| backend.kind().vendor() != v) {
+            if vendor.is_some_and(|v| !backend.kind().may_hold(v)) {
                 continue;
             }
             let index = self.index(i).filter(|x| self.is_fresh(x))?;
@@ -248,7 +254,9 @@ impl Fleet {
             }
             let case_sensitive = backend.case_sensitive_names();
             for entry in index.by_name(name.as_str()) {
-                if !entry.answers_to(name.as_str(), case_sensitive) {
+                if !entry.answers_to(name.as_str(), case_sensitive)
+                    || vendor.is_some_and(|v| entry.record.vendor != v)
+                {
                     continue;
                 }
                 if found.is_some() || entry.record.nics_unavailable.is_some() {
@@ -280,7 +288,7 @@ impl Fleet {
             let slot = &self.slots[*i];
             let name = slot.system.name();
             let kind = slot.system.backend.kind();
-            if filter.vendor.is_some_and(|v| kind.vendor() != v)
+            if filter.vendor.is_some_and(|v| !kind.may_hold(v))
                 || filter.system.as_deref().is_some_and(|s| s != name)
             {
                 continue;
@@ -388,6 +396,7 @@ impl Fleet {
                     sweeps_ok: history.ok,
                     sweeps_failed: history.failed,
                     next_sweep_at: history.next_at,
+                    credentials: slot.system.backend.credentials(),
                 }
             })
             .collect()

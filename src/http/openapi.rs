@@ -50,7 +50,9 @@ pub struct CandidateSchema {
 pub struct SystemStatusSchema {
     pub name: String,
     pub kind: SystemKind,
-    pub vendor: Vendor,
+    /// Null for a set of Redfish BMCs (`kind = "redfish"`): each server says its own make.
+    pub vendor: Option<Vendor>,
+    /// The appliance's URL; for a set of Redfish BMCs, how many and how they are reached.
     pub endpoint: String,
     pub breaker: BreakerStateSchema,
     pub last_success: Option<chrono::DateTime<chrono::Utc>>,
@@ -65,6 +67,10 @@ pub struct SystemStatusSchema {
     /// own session, throttle and breaker.
     #[schema(required = false)]
     pub domains: Option<Vec<DomainStatusSchema>>,
+    /// Systems that read BMCs themselves (`kind = "redfish"`, `verify_bmc`), absent otherwise:
+    /// each credential they send, how many BMCs refused it, and whether it is suspended.
+    #[schema(required = false)]
+    pub credentials: Option<Vec<crate::resilience::refusals::CredentialStatus>>,
 }
 
 /// One UCS Manager domain behind a UCS Central.

@@ -427,7 +427,7 @@ impl Inner {
         if let Some(known) = self.holders.get(&name.folded()).await {
             let relevant = known
                 .iter()
-                .filter(|c| vendor.is_none_or(|v| c.system.vendor() == v))
+                .filter(|c| vendor.is_none_or(|v| c.system.may_hold(v)))
                 .count();
             if relevant >= 2 {
                 return None;
@@ -452,7 +452,7 @@ impl Inner {
         self.systems
             .iter()
             .enumerate()
-            .filter(|(_, s)| vendor.is_none_or(|v| s.backend.kind().vendor() == v))
+            .filter(|(_, s)| vendor.is_none_or(|v| s.backend.kind().may_hold(v)))
             .collect()
     }
 

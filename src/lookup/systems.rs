@@ -33,7 +33,7 @@ struct History {
 pub struct SystemStatus {
     pub name: String,
     pub kind: SystemKind,
-    pub vendor: Vendor,
+    pub vendor: Option<Vendor>,
     pub endpoint: String,
     pub breaker: BreakerState,
     pub last_success: Option<DateTime<Utc>>,
@@ -49,6 +49,10 @@ pub struct SystemStatus {
     /// UCS Central: the UCS Manager domains it lists, each with its own breaker.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<MemberStatus>,
+    /// Redfish BMCs (`kind = "redfish"`, `verify_bmc`): the credentials sent to them and
+    /// whether BMCs refused them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::resilience::refusals::CredentialStatus>,
 }
 
 impl System {
@@ -105,6 +109,7 @@ impl System {
             latency_p50_ms: percentile(&samples, 0.50),
             latency_p99_ms: percentile(&samples, 0.99),
             domains: self.backend.members(),
+            credentials: self.backend.credentials(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod background;
 pub mod breaker;
+pub mod refusals;
 pub mod retry;
 pub mod throttle;
 

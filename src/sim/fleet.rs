@@ -94,8 +94,31 @@ pub fn name_prefix(kind: SystemKind) -> &'static str {
         SystemKind::UcsCentral => "ucs-central",
         SystemKind::Ome => "dell-r650",
         SystemKind::Intersight => "intersight",
+        SystemKind::Redfish => "rack",
     }
 }
+
+/// Simulated standalone BMCs (`kind = "redfish"`) get `127.0.3.1` … `127.0.3.64` (the
+/// simulators' certificate names them); managed servers whose BMC is also simulated (for
+/// `verify_bmc`) take `127.0.4.k`.
+pub const MAX_REDFISH_BMCS: usize = 64;
+
+/// The loopback address of the `n`-th (1-based) simulated standalone BMC.
+pub fn redfish_bmc(n: usize) -> std::net::Ipv4Addr {
+    let k = n.saturating_sub(1);
+    std::net::Ipv4Addr::new(127, 0, 3 + (k / 250) as u8, (k % 250) as u8 + 1)
+}
+
+/// What a standalone server's BMC is, by position: each make's own way of numbering its
+/// ComputerSystem and of exposing MACs (see [`crate::sim::redfish`]).
+const RACK_MODELS: [&str; 6] = [
+    "ProLiant DL360 Gen10 Plus",
+    "PowerEdge R750",
+    "UCSC-C240-M6SX",
+    "SYS-120U-TNR",
+    "ThinkSystem SR650 V2",
+    "Mt.Jade",
+];
 
 /// Intersight servers that are standalone (1-based `n`): every fifth, at most
 /// [`MAX_STANDALONE_CIMCS`], each with its CIMC on `127.0.2.k`.
@@ -116,6 +139,7 @@ pub fn generate(kind: SystemKind, seed: u64, count: usize) -> Vec<SimServer> {
         SystemKind::UcsCentral => 0x44,
         SystemKind::Ome => 0x33,
         SystemKind::Intersight => 0x55,
+        SystemKind::Redfish => 0x66,
     };
     let mut rng = Rng::new(seed ^ (salt << 56));
     let mask = (rng.next_u64() & 0x00ff_ffff) as u32;
@@ -221,6 +245,28 @@ fn generate_one(kind: SystemKind, i: usize, mask: u32, rng: &mut Rng) -> SimServ
                 nics,
                 assigned: true,
                 nics_from_bmc: standalone.is_some(),
+            }
+        }
+        SystemKind::Redfish => {
+            let model = RACK_MODELS[i % RACK_MODELS.len()];
+            let nic_count = 2 + rng.below(3) as usize;
+            let nics = (0..nic_count)
+                .map(|p| SimNic {
+                    name: format!("{}", p + 1),
+                    mac: mac([0x52, 0x54, 0x0a], mask, i, p),
+                    boot: p == 0,
+                })
+                .collect();
+            SimServer {
+                name,
+                serial_number: format!("RK{:08}", rng.below(100_000_000)),
+                model: model.into(),
+                power_state,
+                bmc_address: redfish_bmc(n).to_string(),
+                decoy_bmc_addresses: Vec::new(),
+                nics,
+                assigned: true,
+                nics_from_bmc: true,
             }
         }
         SystemKind::Ome => {

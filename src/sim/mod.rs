@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod intersight;
 pub mod ome;
 pub mod oneview;
+pub mod redfish;
 pub mod tls;
 pub mod ucs_central;
 pub mod ucsm;
@@ -311,6 +312,7 @@ pub fn start(opts: SimOptions) -> std::io::Result<SimHandle> {
         SystemKind::Ome => ome::routes,
         SystemKind::UcsCentral => return ucs_central::start(opts),
         SystemKind::Intersight => return intersight::start(opts),
+        SystemKind::Redfish => return redfish::start(opts),
     };
     let listener = TcpListener::bind(SocketAddr::new(opts.bind, opts.port))?;
     let shared = Arc::new(SimShared::new(

@@ -48,6 +48,11 @@ fn build() -> Result<SimTls, String> {
     names.extend((1..=ucs_central_max_domains()).map(|k| format!("127.0.1.{k}")));
     // 127.0.2.x: the standalone servers' CIMCs behind the Intersight simulator.
     names.extend((1..=super::fleet::MAX_STANDALONE_CIMCS).map(|k| format!("127.0.2.{k}")));
+    // 127.0.3.x and 127.0.4.x: simulated Redfish BMCs (standalone, and managed servers').
+    names.extend(
+        (1..=super::fleet::MAX_REDFISH_BMCS).map(|k| super::fleet::redfish_bmc(k).to_string()),
+    );
+    names.extend((1..=super::fleet::MAX_REDFISH_BMCS).map(|k| format!("127.0.4.{k}")));
     let mut leaf_params = CertificateParams::new(names).map_err(|x| e("leaf", &x))?;
     leaf_params
         .distinguished_name

@@ -17,6 +17,7 @@ pub mod odata;
 pub mod ome;
 pub mod oneview;
 pub mod paging;
+pub mod redfish;
 pub mod session;
 pub mod ucs_central;
 pub mod ucsm;
@@ -222,6 +223,15 @@ impl crate::resilience::Transient for BackendError {
     }
 }
 
+/// The configured endpoint of a system that has one (every kind but `redfish`; `validate`
+/// checks it is there).
+pub(crate) fn endpoint_of(sys: &SystemConfig) -> Result<Url, BackendError> {
+    sys.endpoint.clone().ok_or_else(|| BackendError::Config {
+        system: sys.name.clone(),
+        detail: "no endpoint configured".into(),
+    })
+}
+
 /// What a backend makes of a paging overrun: a changed collection is worth reading again,
 /// anything else is a protocol failure.
 pub(crate) fn paging_error(
@@ -270,7 +280,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The configured instance name (unique across the config).
     fn name(&self) -> &str;
     fn kind(&self) -> SystemKind;
-    fn endpoint(&self) -> &Url;
+    /// Where the system answers, as `/vendors` shows it (its URL; for a set of BMCs, how many
+    /// and how they are reached).
+    fn endpoint(&self) -> String;
     /// Every server this system knows under `name` (case-insensitive). Empty = not here;
     /// more than one = ambiguous within this system.
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError>;
@@ -285,6 +297,11 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Systems this one reaches through (UCS Central's domains), as discovered so far.
     fn members(&self) -> Vec<MemberStatus> {
+        Vec::new()
+    }
+    /// The BMC credentials this system sends and whether BMCs refused them (Redfish BMCs,
+    /// `verify_bmc`).
+    fn credentials(&self) -> Vec<crate::resilience::refusals::CredentialStatus> {
         Vec::new()
     }
     /// End the session on the appliance, if one is open. Best effort; errors are logged.
@@ -346,9 +363,44 @@ pub fn build_backend_with(
     sys: &SystemConfig,
     env: &BackendEnv,
 ) -> Result<Arc<dyn Backend>, BackendError> {
+    let backend = build_manager(sys, env)?;
+    match (&sys.bmc, sys.verify_bmc) {
+        (Some(login), true) => {
+            let password = login
+                .resolve_password(&sys.name, "bmc")
+                .map_err(|e| config_err(sys, e))?;
+            Ok(Arc::new(redfish::verify::Verified::new(
+                backend,
+                bmc_upstream(sys, login, env)?,
+                login,
+                password,
+                redfish::refusal_config(sys),
+                sys.bmc_concurrency,
+            )))
+        }
+        _ => Ok(backend),
+    }
+}
+
+/// The pooled client, throttle and metrics label (`<system>/bmc`) of a system's reads of its
+/// servers' own BMCs, with `[systems.bmc]`'s CA bundle and TLS setting.
+fn bmc_upstream(
+    sys: &SystemConfig,
+    login: &crate::config::FleetLogin,
+    env: &BackendEnv,
+) -> Result<Upstream, BackendError> {
+    let mut bmc_sys = sys.clone();
+    bmc_sys.name = format!("{}/bmc", sys.name);
+    bmc_sys.ca_bundle = login.ca_bundle.clone();
+    bmc_sys.insecure_skip_verify = login.insecure_skip_verify;
+    build_upstream(&bmc_sys, env)
+}
+
+fn build_manager(sys: &SystemConfig, env: &BackendEnv) -> Result<Arc<dyn Backend>, BackendError> {
     let upstream = build_upstream(sys, env)?;
     let password = || sys.resolve_password().map_err(|e| config_err(sys, e));
     Ok(match sys.kind {
+        SystemKind::Redfish => redfish_bmcs(sys, env)?,
         SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream, password()?)?),
         SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream, password()?)?),
         SystemKind::UcsCentral => Arc::new(ucs_central::UcsCentral::new(
@@ -367,6 +419,24 @@ pub fn build_backend_with(
             Arc::new(intersight::Intersight::new(sys, upstream, key, cimc)?)
         }
     })
+}
+
+/// A `redfish` system: its BMCs, reached with `[systems.bmc]`'s CA bundle and TLS setting.
+fn redfish_bmcs(sys: &SystemConfig, env: &BackendEnv) -> Result<Arc<dyn Backend>, BackendError> {
+    let login = sys.bmc.as_ref().ok_or_else(|| BackendError::Config {
+        system: sys.name.clone(),
+        detail: "[systems.bmc] is required".into(),
+    })?;
+    let password = login
+        .resolve_password(&sys.name, "bmc")
+        .map_err(|e| config_err(sys, e))?;
+    let mut bmc_sys = sys.clone();
+    bmc_sys.ca_bundle = login.ca_bundle.clone();
+    bmc_sys.insecure_skip_verify = login.insecure_skip_verify;
+    let upstream = build_upstream(&bmc_sys, env)?;
+    Ok(Arc::new(redfish::RedfishBmcs::new(
+        sys, upstream, password,
+    )?))
 }
 
 /// The reader of an Intersight system's CIMCs: their own clients (CA bundle, TLS setting),
@@ -418,7 +488,7 @@ pub fn http_client(sys: &SystemConfig) -> Result<reqwest::Client, BackendError> 
     if sys.insecure_skip_verify {
         tracing::warn!(
             system = %sys.name,
-            endpoint = %sys.endpoint,
+            endpoint = ?sys.endpoint.as_ref().map(Url::as_str),
             "TLS certificate verification is DISABLED for this system (insecure_skip_verify = true); \
              anyone on the path can impersonate it and read its credentials"
         );

@@ -105,6 +105,7 @@ async fn the_served_spec_is_the_committed_one_and_its_examples_are_real() {
     let fleets = demo::fleets(&FleetSpec {
         seed: 1,
         servers: 50,
+        redfish_bmcs: 0,
         inventory: None,
     })
     .unwrap();

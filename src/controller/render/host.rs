@@ -11,17 +11,34 @@ use crate::controller::objects::{BareMetalHost, BareMetalHostSpec, BmcDetails, C
 use crate::domain::{BmcAddress, MacAddress, Vendor};
 
 /// `bmc.address` for a vendor: the URL schemes the old operator used, IPv6 in brackets.
-pub fn bmc_address(vendor: Vendor, addr: &BmcAddress) -> String {
+/// `redfish_system` is the ComputerSystem path the BMC itself lists (the gateway's
+/// `bmc.redfish_system`): when known it replaces the path the old operator assumed per vendor
+/// (`Systems/1` for HPE, `System.Embedded.1` for Dell), which is wrong on a BMC that numbers
+/// its systems otherwise. Cisco keeps `ipmi://` (no path), the scheme its existing hosts carry.
+pub fn bmc_address(vendor: Vendor, addr: &BmcAddress, redfish_system: Option<&str>) -> String {
     let host = match addr {
         BmcAddress::Ip(IpAddr::V6(v6)) => format!("[{v6}]"),
         BmcAddress::Ip(IpAddr::V4(v4)) => v4.to_string(),
         BmcAddress::Host(h) => h.clone(),
     };
+    // Only a path that is one Redfish ComputerSystem, nothing a URL could be bent with.
+    let discovered = redfish_system.filter(|p| {
+        p.starts_with("/redfish/v1/Systems/")
+            && p.len() > "/redfish/v1/Systems/".len()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b))
+            && !p.contains("..")
+    });
+    let path = |assumed: &'static str| discovered.unwrap_or(assumed).to_owned();
     match vendor {
-        Vendor::Hpe => format!("redfish-virtualmedia://{host}/redfish/v1/Systems/1"),
-        Vendor::Dell => {
-            format!("idrac-virtualmedia://{host}/redfish/v1/Systems/System.Embedded.1")
-        }
+        Vendor::Hpe | Vendor::Supermicro | Vendor::Lenovo | Vendor::Other => format!(
+            "redfish-virtualmedia://{host}{}",
+            path("/redfish/v1/Systems/1")
+        ),
+        Vendor::Dell => format!(
+            "idrac-virtualmedia://{host}{}",
+            path("/redfish/v1/Systems/System.Embedded.1")
+        ),
         Vendor::Cisco => format!("ipmi://{host}:623"),
     }
 }

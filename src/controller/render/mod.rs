@@ -25,7 +25,7 @@ use crate::domain::{MacAddress, ServerRecord, Vendor};
 
 mod credentials;
 mod host;
-mod names;
+pub mod names;
 mod nic;
 mod nmstate;
 #[cfg(test)]
@@ -168,7 +168,7 @@ pub fn render(
         .as_ref()
         .filter(|b| b.address.is_usable())
         .ok_or_else(|| RenderError::NoBmc(record.name.clone()))?;
-    let address = bmc_address(vendor, &bmc.address);
+    let address = bmc_address(vendor, &bmc.address, bmc.redfish_system.as_deref());
     if vendor == Vendor::Cisco && opts.boot_mode == BootMode::UefiSecureBoot {
         return Err(RenderError::SecureBootOnIpmi(vendor));
     }

@@ -4,12 +4,16 @@
 use super::RenderError;
 use crate::domain::Vendor;
 
-/// The old operator's vendor spelling in object names: `hp`, `dell`, `cisco`.
+/// The old operator's vendor spelling in object names: `hp`, `dell`, `cisco` (and the makes
+/// it never knew, reached through their own BMCs: `supermicro`, `lenovo`, `other`).
 pub fn vendor_prefix(v: Vendor) -> &'static str {
     match v {
         Vendor::Hpe => "hp",
         Vendor::Dell => "dell",
         Vendor::Cisco => "cisco",
+        Vendor::Supermicro => "supermicro",
+        Vendor::Lenovo => "lenovo",
+        Vendor::Other => "other",
     }
 }
 

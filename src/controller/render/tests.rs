@@ -40,10 +40,7 @@ fn record(vendor: Vendor, name: &str, bmc: &str, macs: &[&str]) -> ServerRecord 
         system,
         system_name: format!("{system}-1"),
         system_id: "id-1".into(),
-        bmc: Some(Bmc {
-            address: BmcAddress::parse(bmc).unwrap(),
-            kind: None,
-        }),
+        bmc: Some(Bmc::reported(BmcAddress::parse(bmc).unwrap(), None)),
         nics: macs
             .iter()
             .enumerate()
@@ -214,18 +211,58 @@ fn bmc_addresses_per_vendor() {
     let v4 = BmcAddress::parse("10.0.0.9").unwrap();
     let v6 = BmcAddress::parse("2001:db8::10").unwrap();
     assert_eq!(
-        bmc_address(Vendor::Hpe, &v4),
+        bmc_address(Vendor::Hpe, &v4, None),
         "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1"
     );
     assert_eq!(
-        bmc_address(Vendor::Hpe, &v6),
+        bmc_address(Vendor::Hpe, &v6, None),
         "redfish-virtualmedia://[2001:db8::10]/redfish/v1/Systems/1"
     );
     assert_eq!(
-        bmc_address(Vendor::Dell, &v6),
+        bmc_address(Vendor::Dell, &v6, None),
         "idrac-virtualmedia://[2001:db8::10]/redfish/v1/Systems/System.Embedded.1"
     );
-    assert_eq!(bmc_address(Vendor::Cisco, &v4), "ipmi://10.0.0.9:623");
+    assert_eq!(bmc_address(Vendor::Cisco, &v4, None), "ipmi://10.0.0.9:623");
+}
+
+#[test]
+fn a_system_path_the_bmc_listed_replaces_the_assumed_one() {
+    let v4 = BmcAddress::parse("10.0.0.9").unwrap();
+    assert_eq!(
+        bmc_address(
+            Vendor::Dell,
+            &v4,
+            Some("/redfish/v1/Systems/System.Embedded.2")
+        ),
+        "idrac-virtualmedia://10.0.0.9/redfish/v1/Systems/System.Embedded.2"
+    );
+    assert_eq!(
+        bmc_address(Vendor::Supermicro, &v4, Some("/redfish/v1/Systems/1")),
+        "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1"
+    );
+    assert_eq!(
+        bmc_address(Vendor::Other, &v4, None),
+        "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1"
+    );
+    // Cisco keeps the scheme its existing hosts carry.
+    assert_eq!(
+        bmc_address(Vendor::Cisco, &v4, Some("/redfish/v1/Systems/WZP2311")),
+        "ipmi://10.0.0.9:623"
+    );
+    // Nothing but one ComputerSystem path is taken from a BMC.
+    for bent in [
+        "/redfish/v1/Systems/",
+        "/redfish/v1/Systems/../../evil",
+        "/redfish/v1/Systems/1?x=@other",
+        "//other.example/redfish/v1/Systems/1",
+        "/redfish/v1/Managers/1",
+    ] {
+        assert_eq!(
+            bmc_address(Vendor::Hpe, &v4, Some(bent)),
+            "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1",
+            "{bent}"
+        );
+    }
 }
 
 #[test]
@@ -261,10 +298,7 @@ fn what_the_metal3_webhook_would_reject_fails_here() {
         Err(RenderError::NoBmc(_))
     ));
     let mut link_local = rec.clone();
-    link_local.bmc = Some(Bmc {
-        address: BmcAddress::parse("fe80::1").unwrap(),
-        kind: None,
-    });
+    link_local.bmc = Some(Bmc::reported(BmcAddress::parse("fe80::1").unwrap(), None));
     assert!(matches!(
         run(&ok, &link_local, &opts),
         Err(RenderError::NoBmc(_))

@@ -89,11 +89,12 @@ impl Intersight {
         key: ApiKey,
         cimc: Option<cimc::Cimc>,
     ) -> Result<Self, BackendError> {
+        let endpoint = super::endpoint_of(sys)?;
         Ok(Self {
             cimc,
             name: sys.name.clone(),
-            endpoint: sys.endpoint.clone(),
-            base: format!("{}{API}", sys.endpoint.as_str().trim_end_matches('/')),
+            endpoint: endpoint.clone(),
+            base: format!("{}{API}", endpoint.as_str().trim_end_matches('/')),
             upstream,
             key,
             page_size: sys.page_size.min(MAX_TOP),
@@ -460,8 +461,8 @@ impl Backend for Intersight {
         SystemKind::Intersight
     }
 
-    fn endpoint(&self) -> &Url {
-        &self.endpoint
+    fn endpoint(&self) -> String {
+        self.endpoint.to_string()
     }
 
     async fn list(&self) -> Result<FleetListing, BackendError> {

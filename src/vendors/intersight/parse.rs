@@ -59,10 +59,7 @@ pub fn physical_summary(v: &Value) -> Result<PhysicalSummary, String> {
     let bmc = text(v, "MgmtIpAddress")
         .and_then(|ip| BmcAddress::parse(&ip).ok())
         .filter(BmcAddress::is_usable)
-        .map(|address| Bmc {
-            address,
-            kind: Some("cimc".into()),
-        });
+        .map(|address| Bmc::reported(address, Some("cimc".into())));
     Ok(PhysicalSummary {
         name,
         serial: text(v, "Serial"),

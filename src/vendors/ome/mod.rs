@@ -81,10 +81,11 @@ impl Ome {
         upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
+        let endpoint = super::endpoint_of(sys)?;
         Ok(Self {
             name: sys.name.clone(),
-            endpoint: sys.endpoint.clone(),
-            base: sys.endpoint.as_str().trim_end_matches('/').to_owned(),
+            endpoint: endpoint.clone(),
+            base: endpoint.as_str().trim_end_matches('/').to_owned(),
             upstream,
             username: sys.username.clone(),
             password,
@@ -486,8 +487,8 @@ impl Backend for Ome {
         SystemKind::Ome
     }
 
-    fn endpoint(&self) -> &Url {
-        &self.endpoint
+    fn endpoint(&self) -> String {
+        self.endpoint.to_string()
     }
 
     async fn list(&self) -> Result<FleetListing, BackendError> {

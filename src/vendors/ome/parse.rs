@@ -156,10 +156,10 @@ pub fn bmc(management: &[Value]) -> Option<Bmc> {
             .filter_map(url_host)
             .find_map(usable_address)
     })?;
-    Some(Bmc {
+    Some(Bmc::reported(
         address,
-        kind: Some(idrac_kind(management).to_owned()),
-    })
+        Some(idrac_kind(management).to_owned()),
+    ))
 }
 
 fn management_profiles(management: &[Value]) -> impl Iterator<Item = &Value> {

@@ -45,20 +45,21 @@ impl OneView {
         upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
-        if sys.endpoint.cannot_be_a_base() {
+        let endpoint = super::endpoint_of(sys)?;
+        if endpoint.cannot_be_a_base() {
             return Err(BackendError::Config {
                 system: sys.name.clone(),
-                detail: format!("endpoint {} cannot carry a path", sys.endpoint),
+                detail: format!("endpoint {endpoint} cannot carry a path"),
             });
         }
         Ok(Self {
             name: sys.name.clone(),
-            endpoint: sys.endpoint.clone(),
+            endpoint: endpoint.clone(),
             page_size: sys.page_size,
             max_pages: sys.max_pages,
             sessions: Sessions {
                 system: sys.name.clone(),
-                endpoint: sys.endpoint.clone(),
+                endpoint: endpoint.clone(),
                 upstream,
                 username: sys.username.clone(),
                 password,
@@ -179,7 +180,7 @@ impl OneView {
         };
         Ok(ServerRecord {
             name,
-            vendor: SystemKind::Oneview.vendor(),
+            vendor: crate::domain::Vendor::Hpe,
             system: SystemKind::Oneview,
             system_name: self.name.clone(),
             system_id: uri,
@@ -315,8 +316,8 @@ impl Backend for OneView {
         SystemKind::Oneview
     }
 
-    fn endpoint(&self) -> &Url {
-        &self.endpoint
+    fn endpoint(&self) -> String {
+        self.endpoint.to_string()
     }
 
     async fn list(&self) -> Result<FleetListing, BackendError> {

@@ -336,9 +336,11 @@ pub fn profile_member(v: &serde_json::Value) -> Result<Profile, String> {
 }
 
 fn facts(hw: Hardware) -> HardwareFacts {
-    let bmc = ilo_address(&hw).map(|address| Bmc {
-        address,
-        kind: non_empty(hw.mp_model.as_deref()).map(|m| m.to_ascii_lowercase()),
+    let bmc = ilo_address(&hw).map(|address| {
+        Bmc::reported(
+            address,
+            non_empty(hw.mp_model.as_deref()).map(|m| m.to_ascii_lowercase()),
+        )
     });
     HardwareFacts {
         bmc,
@@ -597,10 +599,10 @@ mod tests {
         assert_eq!(
             hw,
             HardwareFacts {
-                bmc: Some(Bmc {
-                    address: BmcAddress::parse("172.18.6.23").unwrap(),
-                    kind: Some("ilo4".into()),
-                }),
+                bmc: Some(Bmc::reported(
+                    BmcAddress::parse("172.18.6.23").unwrap(),
+                    Some("ilo4".into())
+                )),
                 serial_number: Some("2M201136GR".into()),
                 model: Some("HPE Synergy 480 Gen9 Compute Module".into()),
                 power_state: Some("on".into()),
@@ -670,10 +672,10 @@ mod tests {
         }));
         assert_eq!(
             host.bmc,
-            Some(Bmc {
-                address: BmcAddress::Host("ilo2m201136gr.lab.example".into()),
-                kind: Some("ilo5".into())
-            })
+            Some(Bmc::reported(
+                BmcAddress::Host("ilo2m201136gr.lab.example".into()),
+                Some("ilo5".into())
+            ))
         );
         let legacy = hw_json(json!({"mpIpAddress": "10.2.3.4", "mpHostInfo": null}));
         assert_eq!(legacy.bmc.unwrap().address.to_string(), "10.2.3.4");

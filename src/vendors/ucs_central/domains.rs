@@ -214,7 +214,7 @@ impl Domains {
         let mut sys = self.base.clone();
         sys.name = label.clone();
         sys.kind = SystemKind::Ucsm;
-        sys.endpoint = endpoint.clone();
+        sys.endpoint = Some(endpoint.clone());
         sys.username = over
             .and_then(|(o, _)| o.username.clone())
             .unwrap_or_else(|| self.login.username.clone());

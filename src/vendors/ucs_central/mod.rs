@@ -69,12 +69,13 @@ impl UcsCentral {
         password: SecretString,
         env: BackendEnv,
     ) -> Result<Self, BackendError> {
+        let endpoint = super::endpoint_of(sys)?;
         Ok(Self {
             name: sys.name.clone(),
-            endpoint: sys.endpoint.clone(),
+            endpoint: endpoint.clone(),
             central: XmlApi::new(
                 &sys.name,
-                api_url(&sys.endpoint),
+                api_url(&endpoint),
                 upstream,
                 &sys.username,
                 password,
@@ -296,8 +297,8 @@ impl Backend for UcsCentral {
         SystemKind::UcsCentral
     }
 
-    fn endpoint(&self) -> &Url {
-        &self.endpoint
+    fn endpoint(&self) -> String {
+        self.endpoint.to_string()
     }
 
     async fn list(&self) -> Result<FleetListing, BackendError> {

@@ -52,12 +52,13 @@ impl Ucsm {
         upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
+        let endpoint = super::endpoint_of(sys)?;
         Ok(Self {
             name: sys.name.clone(),
-            endpoint: sys.endpoint.clone(),
+            endpoint: endpoint.clone(),
             api: XmlApi::new(
                 &sys.name,
-                api_url(&sys.endpoint),
+                api_url(&endpoint),
                 upstream,
                 &sys.username,
                 password,
@@ -145,8 +146,8 @@ impl Backend for Ucsm {
         SystemKind::Ucsm
     }
 
-    fn endpoint(&self) -> &Url {
-        &self.endpoint
+    fn endpoint(&self) -> String {
+        self.endpoint.to_string()
     }
 
     async fn list(&self) -> Result<FleetListing, BackendError> {

@@ -244,13 +244,10 @@ pub fn record(
     let bmc = profile
         .own_ip()
         .or_else(|| mgmt_if_ip(profile, hardware))
-        .map(|address| Bmc {
-            address,
-            kind: Some("cimc".into()),
-        });
+        .map(|address| Bmc::reported(address, Some("cimc".into())));
     ServerRecord {
         name: profile.name.clone(),
-        vendor: SystemKind::Ucsm.vendor(),
+        vendor: crate::domain::Vendor::Cisco,
         system: SystemKind::Ucsm,
         system_name: system_name.to_owned(),
         system_id: profile.dn.clone(),
