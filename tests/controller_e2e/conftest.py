@@ -168,7 +168,8 @@ def demo_gateway(*fleet_args):
     then stops them."""
     procs = Processes()
     ports = {
-        k: free_port() for k in ("gateway", "oneview", "ucsm", "ome", "ucs_central", "intersight")
+        k: free_port()
+        for k in ("gateway", "oneview", "ucsm", "ome", "ucs_central", "intersight", "redfish")
     }
     proc = procs.start([
         binary(), "demo", *fleet_args, "--token", TOKEN,
@@ -176,6 +177,7 @@ def demo_gateway(*fleet_args):
         "--ucsm-port", str(ports["ucsm"]), "--ome-port", str(ports["ome"]),
         "--ucs-central-port", str(ports["ucs_central"]),
         "--intersight-port", str(ports["intersight"]),
+        "--redfish-port", str(ports["redfish"]),
     ], name="demo")
     url = f"http://127.0.0.1:{ports['gateway']}"
 
@@ -223,7 +225,8 @@ def cluster(tmp_path):
         "metadata": {"name": "bmc-credentials", "namespace": CONTROLLER_NS},
         "stringData": {"hp-username": "ilo-admin", "hp-password": "ilo-pw",
                        "dell-username": "root", "dell-password": "idrac-pw",
-                       "cisco-username": "ipmi", "cisco-password": "ipmi-pw"},
+                       "cisco-username": "ipmi", "cisco-password": "ipmi-pw",
+                       "other-username": "bmc-admin", "other-password": "bmc-pw"},
     })
     kube.kubeconfig = str(kubeconfig)
     kube.procs = procs

@@ -67,6 +67,27 @@ def test_a_generator_becomes_secret_host_and_nmstateconfig(cluster, gateway, sta
     assert cluster.get("baremetalhosts", NS, hp)["metadata"]["resourceVersion"] == host_rv
 
 
+def test_a_host_behind_a_redfish_bmc_gets_the_system_path_its_bmc_lists(
+        cluster, gateway, start_controller):
+    start_controller(MAX_AVAILABLE_SERVERS=20)
+    # A server managed only by its own BMC, an OpenBMC that numbers its system `system`: the
+    # old operator's `Systems/1` would name no system there.
+    name = next(s["name"] for s in http("GET", f"{gateway['sims']['redfish']}/_sim/inventory")[1]
+                ["servers"] if s["model"] == "Mt.Jade")
+    record = gateway_record(gateway, name)
+    assert record["system"] == "redfish" and record["vendor"] == "other"
+    assert record["bmc"]["redfish_system"] == "/redfish/v1/Systems/system"
+    cluster.create("baremetalhostgenerators", NS, generator("worker-rack", serverName=name))
+    wait_for("worker-rack Completed", lambda: phase(cluster, "worker-rack") == "Completed")
+    bmh = cluster.get("baremetalhosts", NS, name)
+    assert bmh["spec"]["bmc"]["address"] == \
+        f"redfish-virtualmedia://{record['bmc']['address']}/redfish/v1/Systems/system"
+    assert bmh["spec"]["bmc"]["credentialsName"] == f"other-cred-{name}"
+    assert bmh["spec"]["bootMACAddress"] == record["nics"][0]["mac"]
+    secret = cluster.get("secrets", NS, f"other-cred-{name}")
+    assert secret["data"] == {"username": b64("bmc-admin"), "password": b64("bmc-pw")}
+
+
 def test_buffering_is_released_by_the_host_watch(cluster, gateway, start_controller):
     # The resync is an hour away: only a watch event can release the buffered generators.
     ctl = start_controller(MAX_AVAILABLE_SERVERS=2, RESYNC_INTERVAL="1h")

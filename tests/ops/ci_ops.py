@@ -69,7 +69,7 @@ def start_demo(binary, log):
     port = free_port()
     cmd = [binary, "demo", "--port", str(port), "--token", TOKEN,
            "--oneview-port", "0", "--ucsm-port", "0", "--ome-port", "0",
-           "--ucs-central-port", "0", "--intersight-port", "0"]
+           "--ucs-central-port", "0", "--intersight-port", "0", "--redfish-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
     gateway, names = None, []
     deadline = time.monotonic() + 120

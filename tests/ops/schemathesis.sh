@@ -16,7 +16,7 @@ out="$(mktemp)"
 # design; the failed-authentication limiter would answer them 429 after its burst (its own
 # behaviour is tested in tests/api/rate_limit.rs), so its burst is raised for this run.
 IGW__SERVER__RATE_LIMIT__FAILED_AUTH_BURST=1000000 \
-"$bin" demo --port 0 --oneview-port 0 --ucsm-port 0 --ome-port 0 --ucs-central-port 0 --intersight-port 0 --token "$token" >"$out" 2>&1 &
+"$bin" demo --port 0 --oneview-port 0 --ucsm-port 0 --ome-port 0 --ucs-central-port 0 --intersight-port 0 --redfish-port 0 --token "$token" >"$out" 2>&1 &
 demo=$!
 trap 'kill "$demo" 2>/dev/null || true; wait "$demo" 2>/dev/null || true; rm -rf "$out" "$scratch"' EXIT
 gateway=""

@@ -120,7 +120,7 @@ def stack():
         "--ucsm-port", str(ports["ucsm"]),
         "--ome-port", str(ports["ome"]),
         "--ucs-central-bind", CENTRAL_HOST, "--ucs-central-port", "443",
-        "--intersight-port", str(ports["intersight"]), *key_args,
+        "--intersight-port", str(ports["intersight"]), "--redfish-bmcs", "0", *key_args,
     ]
     log = tempfile.NamedTemporaryFile(prefix="igw-demo-", suffix=".log", delete=False)
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

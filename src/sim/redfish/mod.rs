@@ -87,19 +87,8 @@ pub fn routes(shared: Arc<SimShared>, server: SimServer) -> Routes {
     });
     Arc::new(move |cfg| {
         cfg.app_data(bmc.clone())
-            .route("/redfish", web::get().to(get))
-            .route("/redfish/", web::get().to(get))
-            .route("/redfish/v1", web::get().to(get))
-            .route("/redfish/v1/SessionService/Sessions", web::post().to(login))
-            .route(
-                "/redfish/v1/SessionService/Sessions/",
-                web::post().to(login),
-            )
-            .route(
-                "/redfish/v1/SessionService/Sessions/{id}",
-                web::delete().to(logout),
-            )
-            .route("/redfish/v1/{tail:.*}", web::get().to(get));
+            .route("/redfish", web::route().to(handle))
+            .route("/redfish/{tail:.*}", web::route().to(handle));
     })
 }
 
@@ -218,10 +207,41 @@ fn is_public(path: &str) -> bool {
     )
 }
 
-async fn get(req: HttpRequest, bmc: web::Data<Bmc>) -> HttpResponse {
+/// Every request to `/redfish…`: DSP0266's rules for headers, methods and query parameters,
+/// then the resource.
+async fn handle(req: HttpRequest, bmc: web::Data<Bmc>, body: web::Bytes) -> HttpResponse {
     let path = req.path().trim_end_matches('/').to_owned();
+    let method = req.method().clone();
+    // A client asking for another OData version than the one served.
+    if req
+        .headers()
+        .get("odata-version")
+        .is_some_and(|v| v.as_bytes() != b"4.0")
+    {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            "Base.1.8.HeaderInvalid",
+            "Only OData-Version 4.0 is supported",
+        );
+    }
+    let sessions_path = "/redfish/v1/SessionService/Sessions";
+    let sessions = bmc.flavour.sessions();
+    if method == actix_web::http::Method::POST
+        && sessions
+        && (path == sessions_path || path == format!("{sessions_path}/Members"))
+    {
+        return login(bmc, body).await;
+    }
+    if method == actix_web::http::Method::DELETE && sessions {
+        if let Some(id) = path
+            .strip_prefix(&format!("{sessions_path}/"))
+            .and_then(|id| id.parse::<u64>().ok())
+        {
+            return logout(req, bmc, id).await;
+        }
+    }
     let key = render::endpoint_key(&bmc, &path);
-    if let Entry::Respond(r) = bmc.shared.enter(&format!("GET {key}")).await {
+    if let Entry::Respond(r) = bmc.shared.enter(&format!("{method} {key}")).await {
         return r;
     }
     if !is_public(&path) {
@@ -230,33 +250,108 @@ async fn get(req: HttpRequest, bmc: web::Data<Bmc>) -> HttpResponse {
             Auth::Refused | Auth::LockedOut => return unauthorized(),
         }
     }
+    let head = method == actix_web::http::Method::HEAD;
+    if method != actix_web::http::Method::GET && !head {
+        return match allowed(&bmc, &path) {
+            Some(allow) => {
+                let mut r = error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Base.1.8.OperationNotAllowed",
+                    "The method is not allowed on this resource",
+                );
+                r.headers_mut().insert(
+                    actix_web::http::header::ALLOW,
+                    actix_web::http::header::HeaderValue::from_static(allow),
+                );
+                r
+            }
+            None => not_found(),
+        };
+    }
     if path == "/redfish/v1/$metadata" {
         return HttpResponse::Ok()
             .content_type("application/xml")
             .insert_header(("OData-Version", "4.0"))
-            .body(render::metadata());
+            .insert_header(("Cache-Control", "no-cache"))
+            .body(if head {
+                String::new()
+            } else {
+                render::metadata()
+            });
     }
-    let expand = req.query_string().contains("expand");
-    if expand && !bmc.flavour.expand() {
+    // `$expand` (where the make supports it) is the one query parameter served; DSP0266:
+    // any other `$` parameter is a 501.
+    let query = req.query_string();
+    let dollar: Vec<&str> = query
+        .split('&')
+        .filter_map(|p| p.split('=').next())
+        .filter(|k| k.starts_with('$') || k.starts_with("%24"))
+        .collect();
+    let expand = dollar.iter().any(|k| *k == "$expand" || *k == "%24expand");
+    if dollar
+        .iter()
+        .any(|k| !(*k == "$expand" || *k == "%24expand"))
+        || (expand && !bmc.flavour.expand())
+    {
         return error(
             StatusCode::NOT_IMPLEMENTED,
             "Base.1.8.QueryNotSupported",
             "Querying is not supported by the implementation",
         );
     }
-    let sessions: Vec<u64> = bmc
+    let open: Vec<u64> = bmc
         .sessions
         .lock()
         .map(|s| s.values().map(|(id, _)| *id).collect())
         .unwrap_or_default();
-    match render::resource(&bmc, &path, expand, &sessions) {
-        Some(body) => json(StatusCode::OK, &body),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "Base.1.8.ResourceMissingAtURI",
-            "The resource at the URI was not found",
-        ),
+    match render::resource(&bmc, &path, expand, &open) {
+        Some(body) => {
+            let mut r = json(StatusCode::OK, &body);
+            let headers = r.headers_mut();
+            if let Some(allow) = allowed(&bmc, &path) {
+                headers.insert(
+                    actix_web::http::header::ALLOW,
+                    actix_web::http::header::HeaderValue::from_static(allow),
+                );
+            }
+            let etag = render::etag(&body);
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&etag) {
+                headers.insert(actix_web::http::header::ETAG, v);
+            }
+            if let Some(link) = render::described_by(&body) {
+                if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&link) {
+                    headers.insert(actix_web::http::header::LINK, v);
+                }
+            }
+            if head {
+                let (req_head, _) = r.into_parts();
+                return req_head.set_body(actix_web::body::BoxBody::new(()));
+            }
+            r
+        }
+        None => not_found(),
     }
+}
+
+/// The methods a resource takes (`Allow`), or `None` when there is no such resource.
+fn allowed(bmc: &Bmc, path: &str) -> Option<&'static str> {
+    if is_public(path) || render::resource(bmc, path, false, &[]).is_some() {
+        return Some(if path == "/redfish/v1/SessionService/Sessions" {
+            "GET, HEAD, POST"
+        } else {
+            "GET, HEAD"
+        });
+    }
+    path.starts_with("/redfish/v1/SessionService/Sessions/")
+        .then_some("GET, HEAD, DELETE")
+}
+
+fn not_found() -> HttpResponse {
+    error(
+        StatusCode::NOT_FOUND,
+        "Base.1.8.ResourceMissingAtURI",
+        "The resource at the URI was not found",
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -302,7 +397,7 @@ async fn login(bmc: web::Data<Bmc>, body: web::Bytes) -> HttpResponse {
         .json(render::session(id, &creds.user_name))
 }
 
-async fn logout(req: HttpRequest, bmc: web::Data<Bmc>, id: web::Path<u64>) -> HttpResponse {
+async fn logout(req: HttpRequest, bmc: web::Data<Bmc>, id: u64) -> HttpResponse {
     let key = "DELETE /redfish/v1/SessionService/Sessions/{id}";
     if let Entry::Respond(r) = bmc.shared.enter(key).await {
         return r;
@@ -315,7 +410,7 @@ async fn logout(req: HttpRequest, bmc: web::Data<Bmc>, id: web::Path<u64>) -> Ht
         .lock()
         .map(|mut s| {
             let before = s.len();
-            s.retain(|_, (sid, _)| *sid != *id);
+            s.retain(|_, (sid, _)| *sid != id);
             before != s.len()
         })
         .unwrap_or(false);
@@ -333,6 +428,7 @@ async fn logout(req: HttpRequest, bmc: web::Data<Bmc>, id: web::Path<u64>) -> Ht
 fn json(status: StatusCode, body: &Value) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(("OData-Version", "4.0"))
+        .insert_header(("Cache-Control", "no-cache"))
         .content_type("application/json;charset=utf-8")
         .body(body.to_string())
 }

@@ -9,6 +9,27 @@ use super::Bmc;
 
 const ROOT: &str = "/redfish/v1";
 const SESSIONS: &str = "/redfish/v1/SessionService/Sessions";
+const ACCOUNTS: &str = "/redfish/v1/AccountService/Accounts";
+const ROLES: &str = "/redfish/v1/AccountService/Roles";
+
+/// DSP0266's predefined roles and their privileges.
+const ROLE_PRIVILEGES: [(&str, &[&str]); 3] = [
+    (
+        "Administrator",
+        &[
+            "Login",
+            "ConfigureManager",
+            "ConfigureUsers",
+            "ConfigureSelf",
+            "ConfigureComponents",
+        ],
+    ),
+    (
+        "Operator",
+        &["Login", "ConfigureSelf", "ConfigureComponents"],
+    ),
+    ("ReadOnly", &["Login", "ConfigureSelf"]),
+];
 
 /// The schemas (namespace, CSDL file) the resources below use, for `$metadata`.
 const SCHEMAS: &[(&str, &str)] = &[
@@ -28,6 +49,11 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("ManagerCollection", "ManagerCollection"),
     ("Manager", "Manager.v1_10_0"),
     ("SessionService", "SessionService.v1_1_8"),
+    ("AccountService", "AccountService.v1_5_0"),
+    ("ManagerAccountCollection", "ManagerAccountCollection"),
+    ("ManagerAccount", "ManagerAccount.v1_4_0"),
+    ("RoleCollection", "RoleCollection"),
+    ("Role", "Role.v1_2_1"),
     ("SessionCollection", "SessionCollection"),
     ("Session", "Session.v1_3_0"),
 ];
@@ -57,6 +83,22 @@ pub fn metadata() -> String {
          </edmx:DataServices>\n</edmx:Edmx>\n",
     );
     xml
+}
+
+/// `Link: <schema>; rel=describedby` for a resource: the DMTF JSON schema of its `@odata.type`.
+pub fn described_by(body: &Value) -> Option<String> {
+    let t = body.get("@odata.type")?.as_str()?.trim_start_matches('#');
+    let (namespace, _) = t.rsplit_once('.')?;
+    Some(format!(
+        "<http://redfish.dmtf.org/schemas/v1/{namespace}.json>; rel=describedby"
+    ))
+}
+
+/// A strong ETag of the resource's JSON (its content, so it changes when the resource does).
+pub fn etag(body: &Value) -> String {
+    let d = Sha256::digest(body.to_string());
+    let h: String = d.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("\"{h}\"")
 }
 
 /// An unguessable-enough session token for a simulator (never a secret of anything real).
@@ -212,6 +254,7 @@ pub fn resource(bmc: &Bmc, path: &str, expand: bool, sessions: &[u64]) -> Option
                 "Systems": link(&format!("{ROOT}/Systems")),
                 "Chassis": link(&format!("{ROOT}/Chassis")),
                 "Managers": link(&format!("{ROOT}/Managers")),
+                "AccountService": link(&format!("{ROOT}/AccountService")),
                 "Links": {},
                 "ProtocolFeaturesSupported": {
                     "ExpandQuery": {
@@ -262,6 +305,55 @@ pub fn resource(bmc: &Bmc, path: &str, expand: bool, sessions: &[u64]) -> Option
             "Manager Collection",
             vec![link(&p.manager)],
         ),
+        "/redfish/v1/AccountService" => json!({
+            "@odata.id": path,
+            "@odata.type": "#AccountService.v1_5_0.AccountService",
+            "Id": "AccountService",
+            "Name": "Account Service",
+            "ServiceEnabled": true,
+            "Accounts": link(ACCOUNTS),
+            "Roles": link(ROLES),
+        }),
+        ACCOUNTS => collection(
+            path,
+            "ManagerAccountCollection",
+            "Accounts Collection",
+            vec![link(&format!("{ACCOUNTS}/1"))],
+        ),
+        _ if path == format!("{ACCOUNTS}/1") => json!({
+            "@odata.id": path,
+            "@odata.type": "#ManagerAccount.v1_4_0.ManagerAccount",
+            "Id": "1",
+            "Name": "User Account",
+            "UserName": bmc.shared.username,
+            "RoleId": "Administrator",
+            "Enabled": true,
+            "Locked": false,
+            "Password": null,
+            "Links": {"Role": link(&format!("{ROLES}/Administrator"))},
+        }),
+        ROLES => collection(
+            path,
+            "RoleCollection",
+            "Roles Collection",
+            ROLE_PRIVILEGES
+                .iter()
+                .map(|(r, _)| link(&format!("{ROLES}/{r}")))
+                .collect(),
+        ),
+        _ if path.starts_with(&format!("{ROLES}/")) => {
+            let id = path.rsplit('/').next().unwrap_or_default();
+            let (role, privileges) = ROLE_PRIVILEGES.iter().find(|(r, _)| *r == id)?;
+            json!({
+                "@odata.id": path,
+                "@odata.type": "#Role.v1_2_1.Role",
+                "Id": role,
+                "Name": format!("{role} Role"),
+                "RoleId": role,
+                "IsPredefined": true,
+                "AssignedPrivileges": privileges,
+            })
+        }
         "/redfish/v1/SessionService" if f.sessions() => json!({
             "@odata.id": path,
             "@odata.type": "#SessionService.v1_1_8.SessionService",
