@@ -824,8 +824,6 @@ impl Config {
     }
 }
 
-/// A username and password for every kind but Intersight; an API key id and private key file
-/// for Intersight, and nothing of the other kind's login on either.
 /// `[systems.bmc]`, `verify_bmc` and the BMC list: where each applies.
 fn validate_redfish(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     let invalid = |key: String, reason: &str| ConfigError::Invalid {
@@ -839,6 +837,17 @@ fn validate_redfish(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
         return Err(invalid(
             key("bmc_concurrency"),
             "bmc_concurrency, bmc_suspend_after and bmc_suspend_for must be > 0",
+        ));
+    }
+    // Shorter than iDRAC's 60 s window, a hold would let three refusals land in it.
+    let month = Duration::from_secs(30 * 24 * 3600);
+    if s.bmc_refusal_hold < Duration::from_secs(60)
+        || s.bmc_refusal_hold > month
+        || s.bmc_suspend_for > month
+    {
+        return Err(invalid(
+            key("bmc_refusal_hold"),
+            "bmc_refusal_hold must be within 60 s..30 days, and bmc_suspend_for at most 30 days",
         ));
     }
     if s.kind != SystemKind::Redfish {
@@ -874,13 +883,13 @@ fn validate_redfish(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
             "kind = \"redfish\" needs `bmcs` or `inventory_file`",
         ));
     }
-    for f in [&s.inventory_file, &s.credentials_file]
-        .into_iter()
-        .flatten()
-    {
-        if !f.is_file() {
+    for (name, f) in [
+        ("inventory_file", &s.inventory_file),
+        ("credentials_file", &s.credentials_file),
+    ] {
+        if let Some(f) = f.as_ref().filter(|f| !f.is_file()) {
             return Err(invalid(
-                key("inventory_file"),
+                key(name),
                 &format!("{} does not exist", f.display()),
             ));
         }
@@ -888,6 +897,8 @@ fn validate_redfish(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<()
     Ok(())
 }
 
+/// A username and password for every kind but Intersight (an API key id and private key file)
+/// and Redfish (`[systems.bmc]`), and nothing of another kind's login on any.
 fn validate_login(s: &SystemConfig, key: &dyn Fn(&str) -> String) -> Result<(), ConfigError> {
     let invalid = |key: String, reason: &str| ConfigError::Invalid {
         key,

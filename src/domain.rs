@@ -341,6 +341,10 @@ pub struct Bmc {
     /// is absent and a consumer falls back to its own rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answered: Option<bool>,
+    /// The port the BMC's Redfish service answers on, when it is not the scheme's default
+    /// (443): part of the BMC URL a consumer builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 impl Bmc {
@@ -351,6 +355,7 @@ impl Bmc {
             kind,
             redfish_system: None,
             answered: None,
+            port: None,
         }
     }
 }
@@ -487,6 +492,7 @@ mod tests {
         ] {
             assert_eq!(Vendor::parse(s).unwrap(), v);
         }
-        assert!(Vendor::parse("lenovo").is_err());
+        assert_eq!(Vendor::parse("Lenovo").unwrap(), Vendor::Lenovo);
+        assert!(Vendor::parse("ibm").is_err());
     }
 }

@@ -306,6 +306,10 @@ fn readme_configuration_reference_defaults_are_the_code_defaults() {
             MINIMAL_CENTRAL.to_owned()
         } else if row.key.starts_with("systems[].cimc.") {
             minimal_intersight()
+        } else if row.key.starts_with("systems[].bmc.") {
+            format!(
+                "{MINIMAL}verify_bmc = true\n[systems.bmc]\nusername = \"u\"\npassword = \"p\"\n"
+            )
         } else {
             MINIMAL.to_owned()
         };

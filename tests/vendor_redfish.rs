@@ -424,3 +424,62 @@ async fn the_simulated_idrac_locks_out_after_three_failed_logins_in_a_minute() {
         "locked out: even the right password"
     );
 }
+
+/// A password rotated on some BMCs but not in the gateway: the credential was trusted (accepted
+/// elsewhere), and still no more than 3 BMCs ever see it refused, however many a sweep reads at
+/// once.
+#[tokio::test]
+async fn a_password_rotated_on_the_bmcs_costs_at_most_three_refusals_too() {
+    let start = |password: &str, count: usize| {
+        let mut opts = SimOptions::new(
+            SystemKind::Redfish,
+            fleet::generate(SystemKind::Redfish, 11, count),
+        );
+        opts.password = password.into();
+        sim::start(opts).expect("BMCs")
+    };
+    let kept = start("sim-password", 3);
+    let rotated = start("rotated-password", 9);
+    let mut toml = format!(
+        "[[systems]]\nname = \"racks\"\nkind = \"redfish\"\ntimeout = \"5s\"\n\
+         [systems.bmc]\nusername = \"admin\"\npassword = \"sim-password\"\nscheme = \"http\"\nport = {}\n",
+        kept.members[0].addr.port()
+    );
+    for (prefix, sim) in [("kept", &kept), ("rotated", &rotated)] {
+        for (i, m) in sim.members.iter().enumerate() {
+            toml.push_str(&format!(
+                "[[systems.bmcs]]\nname = \"{prefix}-{i}\"\naddress = \"{}\"\nport = {}\n",
+                m.addr.ip(),
+                m.addr.port()
+            ));
+        }
+    }
+    let config = Config::from_toml_str(&toml).expect("config");
+    let backend = build_backend(&config.systems[0]).expect("backend");
+    // Sessions open on the BMCs that kept the password: the credential is trusted.
+    for i in 0..3 {
+        let found = backend
+            .find(&name(&format!("kept-{i}")))
+            .await
+            .expect("trusted");
+        assert_eq!(found.len(), 1);
+    }
+    let listing = backend.list().await.expect("the kept BMCs answer");
+    assert_eq!(listing.servers.len(), 3);
+    for _ in 0..2 {
+        let _ = backend.list().await;
+    }
+    assert_eq!(
+        sum(&rotated, REFUSED),
+        3,
+        "{:?}",
+        rotated
+            .members
+            .iter()
+            .map(rig::counters)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(sum(&kept, REFUSED), 0);
+    assert!(rotated.members.iter().all(|m| rig::count(m, REFUSED) <= 1));
+    assert!(backend.credentials()[0].suspended_until.is_some());
+}

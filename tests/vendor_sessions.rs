@@ -20,6 +20,7 @@ fn login_key(kind: SystemKind) -> &'static str {
         SystemKind::Ucsm | SystemKind::UcsCentral => "aaaLogin",
         SystemKind::Ome => "POST /api/SessionService/Sessions",
         SystemKind::Intersight => unreachable!("Intersight has no sessions"),
+        SystemKind::Redfish => "POST /redfish/v1/SessionService/Sessions",
     }
 }
 

@@ -362,6 +362,15 @@ pub fn parse_spec_vendor(s: &str) -> Result<Vendor, SpecError> {
     }
 }
 
+/// The old operator's annotation: only the three vendors it knew are a hint (it guessed from
+/// the server name for anything else, so such a CR keeps asking every system).
+pub fn parse_legacy_vendor(s: &str) -> Result<Vendor, SpecError> {
+    match parse_spec_vendor(s)? {
+        v @ (Vendor::Hpe | Vendor::Dell | Vendor::Cisco) => Ok(v),
+        _ => Err(SpecError::Vendor(s.to_owned())),
+    }
+}
+
 /// The spelling the old operator used in status and names (`HP`, `DELL`, `CISCO`).
 pub fn spec_vendor_name(v: Vendor) -> &'static str {
     match v {
@@ -417,7 +426,7 @@ impl BareMetalHostGenerator {
             Some(v) => Some(parse_spec_vendor(v)?),
             None => annotations
                 .get(legacy::VENDOR_ANNOTATION)
-                .and_then(|v| parse_spec_vendor(v).ok()),
+                .and_then(|v| parse_legacy_vendor(v).ok()),
         };
         let annotation_vlan_id = annotations
             .get(legacy::VLAN_ANNOTATION)
@@ -621,17 +630,24 @@ spec:
     }
 
     #[test]
-    fn vendors_are_case_insensitive_and_only_the_old_three() {
+    fn vendors_are_case_insensitive_the_old_three_and_the_redfish_makes() {
         for (s, v) in [
             ("HP", Vendor::Hpe),
             ("dell", Vendor::Dell),
             ("Cisco", Vendor::Cisco),
+            ("SUPERMICRO", Vendor::Supermicro),
+            ("lenovo", Vendor::Lenovo),
+            ("Other", Vendor::Other),
         ] {
             assert_eq!(parse_spec_vendor(s), Ok(v));
+            assert_eq!(spec_vendor_name(v).to_lowercase(), s.to_lowercase());
         }
-        for bad in ["hpe", "ucs", "lenovo", ""] {
+        for bad in ["hpe", "ucs", "ibm", ""] {
             assert!(parse_spec_vendor(bad).is_err(), "{bad}");
         }
+        // The old operator's annotation knew only three.
+        assert!(parse_legacy_vendor("lenovo").is_err());
+        assert_eq!(parse_legacy_vendor("dell"), Ok(Vendor::Dell));
     }
 
     #[test]

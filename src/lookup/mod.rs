@@ -380,6 +380,9 @@ impl LookupService {
             Some(Vendor::Hpe),
             Some(Vendor::Cisco),
             Some(Vendor::Dell),
+            Some(Vendor::Supermicro),
+            Some(Vendor::Lenovo),
+            Some(Vendor::Other),
         ];
         for hint in hints {
             if self
@@ -594,6 +597,14 @@ impl Inner {
                     Ok(_) => self.absent.invalidate(&absent_key).await,
                     Err(_) => {}
                 }
+                // A set of Redfish BMCs holds servers of every make: the hint filters its
+                // answer (after the "not here" memory, which is not per make).
+                let answer = answer.map(|found| {
+                    found
+                        .into_iter()
+                        .filter(|r| vendor.is_none_or(|v| r.vendor == v))
+                        .collect()
+                });
                 (system.name().to_owned(), answer)
             }
         }))
@@ -667,6 +678,16 @@ impl Inner {
         );
         let result = match tokio::time::timeout_at(deadline, attempts.instrument(span)).await {
             Ok(r) => r,
+            // A set of BMCs is as healthy as ever when the ones holding this name are slow.
+            Err(_) if system.backend.kind() == SystemKind::Redfish => Err(BackendError::Bmc {
+                system: system.name().to_owned(),
+                server: name.as_str().to_owned(),
+                address: "(the BMCs asked)".into(),
+                source: Box::new(BackendError::Timeout {
+                    system: system.name().to_owned(),
+                    timeout: self.config.deadline,
+                }),
+            }),
             Err(_) => Err(BackendError::Timeout {
                 system: system.name().to_owned(),
                 timeout: self.config.deadline,

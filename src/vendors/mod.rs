@@ -376,6 +376,7 @@ pub fn build_backend_with(
                 password,
                 redfish::refusal_config(sys),
                 sys.bmc_concurrency,
+                sys.timeout,
             )))
         }
         _ => Ok(backend),

@@ -14,6 +14,7 @@ fn query_key(kind: SystemKind) -> &'static str {
         SystemKind::Ucsm | SystemKind::UcsCentral => "configResolveClass",
         SystemKind::Ome => "GET /api/ProfileService/Profiles",
         SystemKind::Intersight => "GET /api/v1/compute/PhysicalSummaries",
+        SystemKind::Redfish => "GET /redfish/v1/Systems",
     }
 }
 

@@ -81,7 +81,18 @@ impl Default for StackOptions {
 
 pub async fn spawn_stack(opts: StackOptions) -> TestStack {
     init();
-    let ports: Vec<(SystemKind, u16)> = KINDS.iter().map(|&k| (k, 0)).collect();
+    // Simulated Redfish BMCs only when a test gives them a fleet.
+    let redfish = opts
+        .fleets
+        .get(&SystemKind::Redfish)
+        .is_some_and(|f| !f.is_empty())
+        .then_some(SystemKind::Redfish);
+    let ports: Vec<(SystemKind, u16)> = KINDS
+        .iter()
+        .copied()
+        .chain(redfish)
+        .map(|k| (k, 0))
+        .collect();
     let sims = demo::start_sims(&opts.fleets, &ports, opts.tls).expect("simulators start");
     let dir = std::env::temp_dir().join(format!("igw-test-{}", uuid::Uuid::new_v4()));
     let tokens = if opts.auth {
@@ -236,6 +247,7 @@ pub fn login_key(kind: SystemKind) -> Option<&'static str> {
         SystemKind::Ucsm | SystemKind::UcsCentral => Some("aaaLogin"),
         SystemKind::Ome => Some("POST /api/SessionService/Sessions"),
         SystemKind::Intersight => None,
+        SystemKind::Redfish => Some("POST /redfish/v1/SessionService/Sessions"),
     }
 }
 
@@ -244,5 +256,6 @@ pub fn vendor_param(kind: SystemKind) -> &'static str {
         SystemKind::Oneview => "hpe",
         SystemKind::Ucsm | SystemKind::UcsCentral | SystemKind::Intersight => "cisco",
         SystemKind::Ome => "dell",
+        SystemKind::Redfish => "other",
     }
 }

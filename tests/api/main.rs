@@ -9,4 +9,5 @@ mod fleet;
 mod helpers;
 mod ops;
 mod rate_limit;
+mod redfish;
 mod servers;

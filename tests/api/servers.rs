@@ -11,7 +11,11 @@ fn assert_matches_inventory(kind: SystemKind, record: &Value, expected: &Value) 
     let ctx = format!("{kind}: {record}");
     assert_eq!(record["name"], expected["name"], "{ctx}");
     assert_eq!(record["system"], json!(kind.as_str()), "{ctx}");
-    assert_eq!(record["vendor"], json!(kind.vendor().as_str()), "{ctx}");
+    assert_eq!(
+        record["vendor"],
+        json!(kind.vendor().map(|v| v.as_str())),
+        "{ctx}"
+    );
     assert_eq!(record["serial_number"], expected["serial_number"], "{ctx}");
     assert_eq!(record["model"], expected["model"], "{ctx}");
     assert_eq!(record["power_state"], expected["power_state"], "{ctx}");
@@ -181,7 +185,7 @@ async fn invalid_names_and_vendors_are_400_before_any_system_is_asked() {
         "/servers/%3Cx%3E",
         "/servers/name%2Fslash",
         &format!("/servers/{long}"),
-        "/servers/ok?vendor=lenovo",
+        "/servers/ok?vendor=ibm",
         "/servers/ok?refresh=maybe",
     ] {
         let body = problem(stack.get(path).await, 400).await;

@@ -77,6 +77,7 @@ pub fn query_key(kind: SystemKind) -> &'static str {
         SystemKind::Ome => "GET /api/ProfileService/Profiles",
         SystemKind::Ucsm | SystemKind::UcsCentral => "configResolveClass",
         SystemKind::Intersight => "GET /api/v1/compute/PhysicalSummaries",
+        SystemKind::Redfish => "GET /redfish/v1/Systems",
     }
 }
 
@@ -201,6 +202,18 @@ fn login_answer(kind: SystemKind, key: &str) -> Option<(Vec<String>, String)> {
         (SystemKind::Oneview, "POST /rest/login-sessions") => {
             Some((vec![], r#"{"sessionID":"hostile-session"}"#.into()))
         }
+        // A BMC: its service root names its sessions, and a login succeeds.
+        (SystemKind::Redfish, "GET /redfish/v1/") => Some((
+            vec![],
+            r#"{"Id":"RootService","Systems":{"@odata.id":"/redfish/v1/Systems"},"Links":{"Sessions":{"@odata.id":"/redfish/v1/SessionService/Sessions"}}}"#.into(),
+        )),
+        (SystemKind::Redfish, "POST /redfish/v1/SessionService/Sessions") => Some((
+            vec![
+                "X-Auth-Token: hostile-token".into(),
+                "Location: /redfish/v1/SessionService/Sessions/1".into(),
+            ],
+            r#"{"Id":"1","UserName":"admin"}"#.into(),
+        )),
         (SystemKind::Ome, "POST /api/SessionService/Sessions") => Some((
             vec!["X-Auth-Token: hostile-token".into()],
             r#"{"Id":"1","UserName":"admin"}"#.into(),
@@ -252,6 +265,7 @@ fn empty_answer(kind: SystemKind) -> (&'static str, &'static str, u8) {
     match kind {
         SystemKind::Oneview => (r#"{"members":[],"nextPageUri":null,"pad":""#, r#""}"#, b'x'),
         SystemKind::Ome => (r#"{"@odata.count":0,"value":[],"pad":""#, r#""}"#, b'x'),
+        SystemKind::Redfish => (r#"{"Members":[],"pad":""#, r#""}"#, b'x'),
         SystemKind::Intersight => (
             r#"{"ObjectType":"compute.PhysicalSummary.List","Count":0,"Results":[],"pad":""#,
             r#""}"#,
@@ -273,6 +287,7 @@ fn item(kind: SystemKind, i: usize) -> String {
         ),
         SystemKind::Ome => format!(r#"{{"Id":{i},"ProfileName":"p-{i}","TargetId":0}}"#),
         SystemKind::Intersight => format!(r#"{{"Moid":"m{i}","Name":"p-{i}"}}"#),
+        SystemKind::Redfish => format!(r#"{{"@odata.id":"/redfish/v1/Systems/{i}"}}"#),
         SystemKind::Ucsm | SystemKind::UcsCentral => {
             format!(r#"<lsServer dn="org-root/ls-p-{i}" name="p-{i}" type="instance" pnDn="" />"#)
         }
@@ -370,7 +385,9 @@ async fn attack_answer(
                     let items: Vec<String> = (0..top).map(|i| item(kind, i)).collect();
                     format!(r#"{{"Results":[{}]}}"#, items.join(","))
                 }
-                SystemKind::Ucsm | SystemKind::UcsCentral => unreachable!("UCSM does not page"),
+                SystemKind::Ucsm | SystemKind::UcsCentral | SystemKind::Redfish => {
+                    unreachable!("UCSM and a BMC's Systems do not page")
+                }
             };
             respond_counted(conn, content_type, body.as_bytes(), seen).await
         }
@@ -387,6 +404,7 @@ async fn attack_answer(
                 SystemKind::Intersight => {
                     format!(r#"{{"Count":{n},"Results":[{}]}}"#, items.join(","))
                 }
+                SystemKind::Redfish => format!(r#"{{"Members":[{}]}}"#, items.join(",")),
                 SystemKind::Ucsm | SystemKind::UcsCentral => {
                     format!("{open}{}{close}", items.join(""))
                 }

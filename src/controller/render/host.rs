@@ -15,11 +15,21 @@ use crate::domain::{BmcAddress, MacAddress, Vendor};
 /// `bmc.redfish_system`): when known it replaces the path the old operator assumed per vendor
 /// (`Systems/1` for HPE, `System.Embedded.1` for Dell), which is wrong on a BMC that numbers
 /// its systems otherwise. Cisco keeps `ipmi://` (no path), the scheme its existing hosts carry.
-pub fn bmc_address(vendor: Vendor, addr: &BmcAddress, redfish_system: Option<&str>) -> String {
+pub fn bmc_address(
+    vendor: Vendor,
+    addr: &BmcAddress,
+    redfish_system: Option<&str>,
+    redfish_port: Option<u16>,
+) -> String {
     let host = match addr {
         BmcAddress::Ip(IpAddr::V6(v6)) => format!("[{v6}]"),
         BmcAddress::Ip(IpAddr::V4(v4)) => v4.to_string(),
         BmcAddress::Host(h) => h.clone(),
+    };
+    // The Redfish URLs carry the BMC's port when it is not 443; IPMI has its own (623).
+    let redfish_host = match redfish_port.filter(|p| *p != 443) {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
     };
     // Only a path that is one Redfish ComputerSystem, nothing a URL could be bent with.
     let discovered = redfish_system.filter(|p| {
@@ -32,11 +42,11 @@ pub fn bmc_address(vendor: Vendor, addr: &BmcAddress, redfish_system: Option<&st
     let path = |assumed: &'static str| discovered.unwrap_or(assumed).to_owned();
     match vendor {
         Vendor::Hpe | Vendor::Supermicro | Vendor::Lenovo | Vendor::Other => format!(
-            "redfish-virtualmedia://{host}{}",
+            "redfish-virtualmedia://{redfish_host}{}",
             path("/redfish/v1/Systems/1")
         ),
         Vendor::Dell => format!(
-            "idrac-virtualmedia://{host}{}",
+            "idrac-virtualmedia://{redfish_host}{}",
             path("/redfish/v1/Systems/System.Embedded.1")
         ),
         Vendor::Cisco => format!("ipmi://{host}:623"),

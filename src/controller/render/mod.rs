@@ -168,7 +168,12 @@ pub fn render(
         .as_ref()
         .filter(|b| b.address.is_usable())
         .ok_or_else(|| RenderError::NoBmc(record.name.clone()))?;
-    let address = bmc_address(vendor, &bmc.address, bmc.redfish_system.as_deref());
+    let address = bmc_address(
+        vendor,
+        &bmc.address,
+        bmc.redfish_system.as_deref(),
+        bmc.port,
+    );
     if vendor == Vendor::Cisco && opts.boot_mode == BootMode::UefiSecureBoot {
         return Err(RenderError::SecureBootOnIpmi(vendor));
     }

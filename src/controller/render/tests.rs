@@ -33,6 +33,7 @@ fn record(vendor: Vendor, name: &str, bmc: &str, macs: &[&str]) -> ServerRecord 
         Vendor::Hpe => SystemKind::Oneview,
         Vendor::Cisco => SystemKind::Ucsm,
         Vendor::Dell => SystemKind::Ome,
+        Vendor::Supermicro | Vendor::Lenovo | Vendor::Other => SystemKind::Redfish,
     };
     ServerRecord {
         name: name.into(),
@@ -211,18 +212,21 @@ fn bmc_addresses_per_vendor() {
     let v4 = BmcAddress::parse("10.0.0.9").unwrap();
     let v6 = BmcAddress::parse("2001:db8::10").unwrap();
     assert_eq!(
-        bmc_address(Vendor::Hpe, &v4, None),
+        bmc_address(Vendor::Hpe, &v4, None, None),
         "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1"
     );
     assert_eq!(
-        bmc_address(Vendor::Hpe, &v6, None),
+        bmc_address(Vendor::Hpe, &v6, None, None),
         "redfish-virtualmedia://[2001:db8::10]/redfish/v1/Systems/1"
     );
     assert_eq!(
-        bmc_address(Vendor::Dell, &v6, None),
+        bmc_address(Vendor::Dell, &v6, None, None),
         "idrac-virtualmedia://[2001:db8::10]/redfish/v1/Systems/System.Embedded.1"
     );
-    assert_eq!(bmc_address(Vendor::Cisco, &v4, None), "ipmi://10.0.0.9:623");
+    assert_eq!(
+        bmc_address(Vendor::Cisco, &v4, None, None),
+        "ipmi://10.0.0.9:623"
+    );
 }
 
 #[test]
@@ -232,21 +236,40 @@ fn a_system_path_the_bmc_listed_replaces_the_assumed_one() {
         bmc_address(
             Vendor::Dell,
             &v4,
-            Some("/redfish/v1/Systems/System.Embedded.2")
+            Some("/redfish/v1/Systems/System.Embedded.2"),
+            None
         ),
         "idrac-virtualmedia://10.0.0.9/redfish/v1/Systems/System.Embedded.2"
     );
     assert_eq!(
-        bmc_address(Vendor::Supermicro, &v4, Some("/redfish/v1/Systems/1")),
+        bmc_address(Vendor::Supermicro, &v4, Some("/redfish/v1/Systems/1"), None),
         "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1"
     );
     assert_eq!(
-        bmc_address(Vendor::Other, &v4, None),
+        bmc_address(Vendor::Other, &v4, None, None),
         "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1"
+    );
+    assert_eq!(
+        bmc_address(
+            Vendor::Other,
+            &v4,
+            Some("/redfish/v1/Systems/system"),
+            Some(8443)
+        ),
+        "redfish-virtualmedia://10.0.0.9:8443/redfish/v1/Systems/system"
+    );
+    assert_eq!(
+        bmc_address(Vendor::Dell, &v4, None, Some(443)),
+        "idrac-virtualmedia://10.0.0.9/redfish/v1/Systems/System.Embedded.1"
     );
     // Cisco keeps the scheme its existing hosts carry.
     assert_eq!(
-        bmc_address(Vendor::Cisco, &v4, Some("/redfish/v1/Systems/WZP2311")),
+        bmc_address(
+            Vendor::Cisco,
+            &v4,
+            Some("/redfish/v1/Systems/WZP2311"),
+            None
+        ),
         "ipmi://10.0.0.9:623"
     );
     // Nothing but one ComputerSystem path is taken from a BMC.
@@ -258,7 +281,7 @@ fn a_system_path_the_bmc_listed_replaces_the_assumed_one() {
         "/redfish/v1/Managers/1",
     ] {
         assert_eq!(
-            bmc_address(Vendor::Hpe, &v4, Some(bent)),
+            bmc_address(Vendor::Hpe, &v4, Some(bent), None),
             "redfish-virtualmedia://10.0.0.9/redfish/v1/Systems/1",
             "{bent}"
         );

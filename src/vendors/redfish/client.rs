@@ -71,6 +71,8 @@ pub struct Client {
     scheme: String,
     guard: Arc<CredentialGuard>,
     gates: Mutex<HashMap<String, Gate>>,
+    /// Per BMC without sessions: its requests go one at a time.
+    basic: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Client {
@@ -86,6 +88,7 @@ impl Client {
             scheme,
             guard,
             gates: Mutex::new(HashMap::new()),
+            basic: Mutex::new(HashMap::new()),
         }
     }
 
@@ -128,42 +131,33 @@ impl Client {
         *held = None;
         let target_key = self.base(t);
         let credential = &t.credential.name;
-        match self.guard.check(credential, &target_key) {
-            Verdict::Go => {}
-            Verdict::RefusedHere { retry_in } => {
-                return Err(self.auth_error(format!(
-                    "credential {credential:?} was refused by this BMC; not sent again for {} s",
-                    retry_in.as_secs()
-                )))
-            }
-            Verdict::Suspended {
-                retry_in,
-                refused_by,
-            } => {
-                return Err(self.auth_error(format!(
-                    "credential {credential:?} is suspended for every BMC for {} s more: \
-                     {refused_by} BMCs refused it",
-                    retry_in.as_secs()
-                )))
-            }
-        }
+        self.may_send(t)?;
         let root_url = format!("{target_key}/redfish/v1/");
         let root = self
             .send_json("GET /redfish/v1", self.upstream.http().get(&root_url))
             .await?;
-        // One login at a time while the credential has never been accepted (see `refusals`);
-        // checked again after waiting, since the probe before may have been refused.
+        // Logins go one at a time while the credential is in doubt (see `refusals`); the verdict
+        // is asked again right before the credential is sent, since logins before this one
+        // (elsewhere, while this one waited) may have been refused.
         let _probe = self.guard.probe(credential).await;
-        if _probe.is_some() && self.guard.check(credential, &target_key) != Verdict::Go {
-            return Err(self.auth_error(format!(
-                "credential {credential:?} is held back: refused by other BMCs"
-            )));
-        }
+        self.may_send(t)?;
+        // A Sessions link that is not this service's own is ignored, not a reason to send the
+        // credential on every request: DSP0266's fixed path is asked instead.
         let sessions = root
             .pointer("/Links/Sessions/@odata.id")
             .and_then(Value::as_str)
-            .filter(|p| same_service(p))
-            .map(str::to_owned);
+            .map(|p| {
+                if same_service(p) {
+                    p.to_owned()
+                } else {
+                    "/redfish/v1/SessionService/Sessions".to_owned()
+                }
+            })
+            .or_else(|| {
+                root.get("SessionService")
+                    .is_some()
+                    .then(|| "/redfish/v1/SessionService/Sessions".to_owned())
+            });
         let auth = match sessions {
             Some(path) => self.open_session(t, &target_key, &path).await?,
             None => {
@@ -177,20 +171,51 @@ impl Client {
                         &t.credential.username,
                         Some(t.credential.password.expose_secret()),
                     );
-                match self.send_json("GET /redfish/v1/Systems", check).await {
-                    Ok(_) => Auth::Basic,
-                    Err(e @ BackendError::Auth { .. }) => {
-                        self.guard.refused(credential, &target_key);
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                }
+                let outcome = self.send_json("GET /redfish/v1/Systems", check).await;
+                self.judge(t, &outcome);
+                outcome.map(|_| Auth::Basic)?
             }
         };
         self.guard.accepted(credential, &target_key);
         let login = Arc::new(Login { auth, root });
         *held = Some(login.clone());
         Ok(login)
+    }
+
+    /// Whether the credential may be sent to `t` now (the refused-credential rules).
+    fn may_send(&self, t: &Target) -> Result<(), BackendError> {
+        let credential = &t.credential.name;
+        match self.guard.check(credential, &self.base(t)) {
+            Verdict::Go => Ok(()),
+            Verdict::RefusedHere { retry_in } => Err(self.auth_error(format!(
+                "credential {credential:?} was refused by this BMC (or its answer to it is \
+                 unknown); not sent again for {} s",
+                retry_in.as_secs()
+            ))),
+            Verdict::Suspended {
+                retry_in,
+                refused_by,
+            } => Err(self.auth_error(format!(
+                "credential {credential:?} is suspended for every BMC for {} s more: \
+                 {refused_by} BMCs refused it",
+                retry_in.as_secs()
+            ))),
+        }
+    }
+
+    /// Records what an exchange that carried the credential says about it: refused (401), or
+    /// an unknown outcome that may have counted as a failed login (no answer, 5xx, unreadable).
+    fn judge<T>(&self, t: &Target, outcome: &Result<T, BackendError>) {
+        let (credential, target) = (&t.credential.name, self.base(t));
+        match outcome {
+            Err(BackendError::Auth { .. }) => self.guard.refused(credential, &target),
+            Err(
+                BackendError::Timeout { .. }
+                | BackendError::Protocol { .. }
+                | BackendError::Status { status: 500.., .. },
+            ) => self.guard.doubtful(credential, &target),
+            _ => {}
+        }
     }
 
     async fn open_session(&self, t: &Target, base: &str, path: &str) -> Result<Auth, BackendError> {
@@ -205,10 +230,18 @@ impl Client {
             .post(format!("{base}{path}"))
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&body);
-        let reply = self.upstream.exchange(key, request).await?;
+        let reply = match self.upstream.exchange(key, request).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                let outcome: Result<(), BackendError> = Err(e.clone());
+                self.judge(t, &outcome);
+                return Err(e);
+            }
+        };
+        // Some BMCs answer a bad login 400 or 403 rather than 401: a refusal all the same.
         if matches!(
             reply.status,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST
         ) {
             self.guard.refused(&t.credential.name, base);
             return Err(self.auth_error(format!(
@@ -218,6 +251,9 @@ impl Client {
             )));
         }
         if !reply.status.is_success() {
+            if reply.status.is_server_error() {
+                self.guard.doubtful(&t.credential.name, base);
+            }
             return Err(self.status_error(key, &reply));
         }
         let token = reply
@@ -247,21 +283,43 @@ impl Client {
         let url = format!("{}{path}", self.base(t));
         let mut login = self.login(t, None).await?;
         for attempt in 0..2 {
+            if matches!(login.auth, Auth::Basic) {
+                return self.get_basic(t, key, &url).await;
+            }
             let request = self.authorized(t, &login, self.upstream.http().get(&url));
             match self.send_json(key, request).await {
+                // The session was refused (expired, or the BMC restarted): one new login.
                 Err(BackendError::Auth { .. }) if attempt == 0 => {
-                    if matches!(login.auth, Auth::Basic) {
-                        // Basic carries the credential itself: a refusal is a refused login.
-                        self.guard.refused(&t.credential.name, &self.base(t));
-                        self.gate(t).lock().await.take();
-                        break;
-                    }
                     login = self.login(t, Some(&login)).await?;
                 }
                 other => return other,
             }
         }
         Err(self.auth_error(format!("{key}: refused")))
+    }
+
+    /// A request that carries the credential itself (HTTP Basic): one at a time per BMC, each
+    /// only when the refused-credential rules allow it, each outcome judged as a login's.
+    async fn get_basic(&self, t: &Target, key: &str, url: &str) -> Result<Value, BackendError> {
+        let lock = self
+            .basic
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(self.base(t))
+            .or_default()
+            .clone();
+        let _one = lock.lock().await;
+        self.may_send(t)?;
+        let request = self.upstream.http().get(url).basic_auth(
+            &t.credential.username,
+            Some(t.credential.password.expose_secret()),
+        );
+        let outcome = self.send_json(key, request).await;
+        self.judge(t, &outcome);
+        if matches!(outcome, Err(BackendError::Auth { .. })) {
+            self.gate(t).lock().await.take();
+        }
+        outcome
     }
 
     fn authorized(
@@ -292,10 +350,9 @@ impl Client {
                 request.header(reqwest::header::ACCEPT, "application/json"),
             )
             .await?;
-        if matches!(
-            reply.status,
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        ) {
+        // Only 401 says the login (or session) is refused; a 403 is a privilege the account
+        // lacks on that resource.
+        if reply.status == StatusCode::UNAUTHORIZED {
             return Err(self.auth_error(format!("{key}: HTTP {}", reply.status.as_u16())));
         }
         if !reply.status.is_success() {

@@ -122,5 +122,17 @@ pub fn resolve(
 
 fn read_toml<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    // Only the position and the parser's own words: toml's full message quotes the line,
+    // which in a credentials file may hold a password.
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        format!(
+            "{}: line {}: {}",
+            path.display(),
+            line.map_or_else(|| "?".into(), |l| l.to_string()),
+            e.message()
+        )
+    })
 }

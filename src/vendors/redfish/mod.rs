@@ -44,14 +44,24 @@ pub struct RedfishBmcs {
     learned: RwLock<Learned>,
     concurrency: usize,
     credentials: Vec<String>,
+    /// The whole read of one BMC (several requests) ends within this: a slow BMC is that
+    /// server's failure, long before the lookup's deadline.
+    read_budget: std::time::Duration,
 }
 
 #[derive(Default)]
 struct Learned {
-    names: HashMap<String, usize>,
+    /// Folded name → the unnamed BMCs whose systems gave themselves that name.
+    names: HashMap<String, Vec<usize>>,
     name_of: HashMap<usize, Vec<String>>,
     paths: HashMap<usize, Vec<String>>,
+    /// Unnamed BMCs whose last read failed, and when: a lookup of a name nobody is known to
+    /// hold reads them again only after [`REREAD_FAILED_AFTER`] (else it is their failure).
+    failed: HashMap<usize, (std::time::Instant, BackendError)>,
 }
+
+/// How long the failure of an unnamed BMC stands for lookups of unknown names.
+const REREAD_FAILED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The refused-credential rules of a system's `bmc_*` settings.
 pub fn refusal_config(sys: &SystemConfig) -> RefusalConfig {
@@ -102,6 +112,7 @@ impl RedfishBmcs {
             learned: RwLock::new(Learned::default()),
             concurrency: sys.bmc_concurrency,
             credentials,
+            read_budget: sys.timeout,
         })
     }
 
@@ -117,9 +128,28 @@ impl RedfishBmcs {
     async fn read(&self, i: usize) -> Result<Vec<ServerRecord>, BackendError> {
         let bmc = &self.bmcs[i];
         let known = self.learned(|l| l.paths.get(&i).cloned().unwrap_or_default());
-        let all = read::read_service(&self.client, &bmc.target, &known)
-            .await
-            .map_err(|e| self.bmc_error(i, e))?;
+        let read = tokio::time::timeout(
+            self.read_budget,
+            read::read_service(&self.client, &bmc.target, &known),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(BackendError::Timeout {
+                system: self.name.clone(),
+                timeout: self.read_budget,
+            })
+        });
+        let all = match read {
+            Ok(all) => {
+                self.learn(|l| l.failed.remove(&i));
+                all
+            }
+            Err(e) => {
+                let e = self.bmc_error(i, e);
+                self.learn(|l| l.failed.insert(i, (std::time::Instant::now(), e.clone())));
+                return Err(e);
+            }
+        };
         if bmc.name.is_some() && all.len() != 1 {
             return Err(self.bmc_error(
                 i,
@@ -164,14 +194,22 @@ impl RedfishBmcs {
             );
             if bmc.name.is_none() {
                 for old in l.name_of.remove(&i).unwrap_or_default() {
-                    l.names.remove(&old);
+                    if let Some(holders) = l.names.get_mut(&old) {
+                        holders.retain(|h| *h != i);
+                        if holders.is_empty() {
+                            l.names.remove(&old);
+                        }
+                    }
                 }
                 let names: Vec<String> = records
                     .iter()
                     .map(|r| r.name.to_ascii_lowercase())
                     .collect();
                 for n in &names {
-                    l.names.insert(n.clone(), i);
+                    let holders = l.names.entry(n.clone()).or_default();
+                    if !holders.contains(&i) {
+                        holders.push(i);
+                    }
                 }
                 l.name_of.insert(i, names);
             }
@@ -192,6 +230,7 @@ impl RedfishBmcs {
                 kind: bmc_kind(facts.vendor).map(str::to_owned),
                 redfish_system: Some(facts.system_path),
                 answered: Some(true),
+                port: Some(bmc.target.port).filter(|p| *p != 443),
             }),
             nics: facts.nics,
             boot_mac,
@@ -220,17 +259,29 @@ impl RedfishBmcs {
         }
     }
 
-    /// The BMCs that might answer to `folded`: its configured or learned BMC; if none, every
-    /// unnamed BMC whose name is not known yet.
-    fn candidates(&self, folded: &str) -> Vec<usize> {
-        if let Some(&i) = self.configured.get(folded) {
-            return vec![i];
-        }
-        self.learned(|l| match l.names.get(folded) {
-            Some(&i) => vec![i],
-            None => (0..self.bmcs.len())
+    /// The BMCs that might answer to `folded`: the one configured with that name and every
+    /// unnamed one whose system gave itself that name; if none, every unnamed BMC whose names
+    /// are not known yet (read now), and the failure of any that failed a read lately.
+    fn candidates(&self, folded: &str) -> (Vec<usize>, Option<BackendError>) {
+        let configured = self.configured.get(folded).copied();
+        self.learned(|l| {
+            let mut found: Vec<usize> = configured.into_iter().collect();
+            found.extend(l.names.get(folded).into_iter().flatten().copied());
+            if !found.is_empty() {
+                return (found, None);
+            }
+            let mut recent_failure = None;
+            let unknown = (0..self.bmcs.len())
                 .filter(|i| self.bmcs[*i].name.is_none() && !l.name_of.contains_key(i))
-                .collect(),
+                .filter(|i| match l.failed.get(i) {
+                    Some((at, e)) if at.elapsed() < REREAD_FAILED_AFTER => {
+                        recent_failure = Some(e.clone());
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            (unknown, recent_failure)
         })
     }
 }
@@ -262,9 +313,8 @@ impl Backend for RedfishBmcs {
 
     async fn find(&self, name: &ServerName) -> Result<Vec<ServerRecord>, BackendError> {
         let folded = name.folded();
-        let candidates = self.candidates(&folded);
+        let (candidates, mut failure) = self.candidates(&folded);
         let mut found = Vec::new();
-        let mut failure = None;
         let reads = stream::iter(candidates.into_iter().map(|i| self.read(i)))
             .buffer_unordered(self.concurrency)
             .collect::<Vec<_>>()

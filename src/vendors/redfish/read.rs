@@ -12,6 +12,10 @@ use crate::vendors::BackendError;
 
 /// More members than any server's collection holds: a longer list is a protocol failure.
 const MAX_MEMBERS: usize = 64;
+/// ComputerSystems one service may list (an emulator's or a chassis manager's several), and
+/// network adapters read per system: together with [`MAX_MEMBERS`] they bound one read.
+const MAX_SYSTEMS: usize = 16;
+const MAX_ADAPTERS: usize = 8;
 
 const SYSTEMS: &str = "GET /redfish/v1/Systems";
 const SYSTEM: &str = "GET /redfish/v1/Systems/{id}";
@@ -83,6 +87,15 @@ pub async fn read_service(
         }
     }
     let paths = system_paths(client, t).await?;
+    if paths.len() > MAX_SYSTEMS {
+        return Err(client.protocol(
+            SYSTEMS,
+            &format!(
+                "{} ComputerSystems (at most {MAX_SYSTEMS} are read)",
+                paths.len()
+            ),
+        ));
+    }
     read_systems(client, t, &root, &paths).await
 }
 
@@ -163,7 +176,17 @@ async fn adapter_ports(
     };
     let adapters_key = "GET /redfish/v1/Chassis/{id}/NetworkAdapters";
     let mut nics = Vec::new();
-    for adapter in members(client, t, adapters_key, &adapters_path, expand).await? {
+    let adapters = members(client, t, adapters_key, &adapters_path, expand).await?;
+    if adapters.len() > MAX_ADAPTERS {
+        return Err(client.protocol(
+            adapters_key,
+            &format!(
+                "{} network adapters (at most {MAX_ADAPTERS} are read)",
+                adapters.len()
+            ),
+        ));
+    }
+    for adapter in adapters {
         let adapter_id = text(&adapter, "Id").unwrap_or_default().to_owned();
         let (ports_path, key) = match (link(&adapter, "Ports"), link(&adapter, "NetworkPorts")) {
             (Some(p), _) => (p, "GET /redfish/v1/Chassis/{id}/NetworkAdapters/{id}/Ports"),

@@ -32,6 +32,7 @@ pub struct Verified {
     credential: Arc<Credential>,
     port: u16,
     concurrency: usize,
+    budget: Duration,
     paths: Mutex<HashMap<String, (String, Instant)>>,
     targets: Mutex<HashMap<String, Target>>,
 }
@@ -44,6 +45,7 @@ impl Verified {
         password: SecretString,
         refusals: RefusalConfig,
         concurrency: usize,
+        budget: Duration,
     ) -> Self {
         Self {
             client: Client::new(
@@ -60,6 +62,7 @@ impl Verified {
             }),
             port: login.port,
             concurrency,
+            budget,
             paths: Mutex::new(HashMap::new()),
             targets: Mutex::new(HashMap::new()),
         }
@@ -74,7 +77,12 @@ impl Verified {
             port: self.port,
             credential: self.credential.clone(),
         };
-        let key = self.client.base(&target);
+        // A BMC may list several systems (the one of this serial number is answered).
+        let key = format!(
+            "{} {}",
+            self.client.base(&target),
+            record.serial_number.as_deref().unwrap_or_default()
+        );
         let cached = self.paths.lock().ok().and_then(|p| {
             p.get(&key)
                 .filter(|(_, at)| at.elapsed() < PATH_TTL)
@@ -84,10 +92,22 @@ impl Verified {
             Some(p) => Ok(p),
             None => {
                 if let Ok(mut t) = self.targets.lock() {
-                    t.insert(key.clone(), target.clone());
+                    t.insert(self.client.base(&target), target.clone());
                 }
-                super::read::system_path(&self.client, &target, record.serial_number.as_deref())
+                // The manager's answer must not wait on a slow BMC past its own deadline.
+                let read = super::read::system_path(
+                    &self.client,
+                    &target,
+                    record.serial_number.as_deref(),
+                );
+                tokio::time::timeout(self.budget, read)
                     .await
+                    .unwrap_or_else(|_| {
+                        Err(BackendError::Timeout {
+                            system: format!("{}/bmc", self.inner.name()),
+                            timeout: self.budget,
+                        })
+                    })
             }
         };
         match path {
@@ -97,6 +117,7 @@ impl Verified {
                 }
                 bmc.redfish_system = Some(path);
                 bmc.answered = Some(true);
+                bmc.port = Some(self.port).filter(|p| *p != 443);
             }
             Err(e) => {
                 tracing::info!(
