@@ -76,7 +76,8 @@ pub struct BareMetalHostGeneratorSpec {
         deserialize_with = "scalar_map"
     )]
     pub labels: BTreeMap<String, String>,
-    /// HP, DELL or CISCO (any case). Without it every management system is asked.
+    /// HP, DELL or CISCO (any case; SUPERMICRO, LENOVO, OTHER for servers behind their own
+    /// Redfish BMCs). Without it every management system is asked.
     #[serde(
         rename = "server_vendor",
         default,
