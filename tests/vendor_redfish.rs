@@ -176,7 +176,20 @@ async fn a_sweep_lists_every_bmc_and_withholds_the_server_of_a_dead_one() {
         "bmc_concurrency = 4",
     );
     let fleet = sim.shared.fleet();
+    let down = Faults {
+        error_rate: 1.0,
+        error_status: Some(500),
+        ..Faults::default()
+    };
+    // BMC 3 has no configured name and fails before it ever answered: its server could be
+    // called anything, so the index must answer no name of this system itself.
+    sim.members[3].shared.set_faults(down.clone());
+    let listing = backend.list().await.expect("a sweep with an unread BMC");
+    assert_eq!(listing.servers.len(), 11);
+    assert!(listing.withholds_all && listing.withheld.is_empty());
+    sim.members[3].shared.set_faults(Faults::default());
     let listing = backend.list().await.expect("sweep");
+    assert!(!listing.withholds_all);
     let mut names: Vec<_> = listing
         .servers
         .iter()
@@ -188,14 +201,12 @@ async fn a_sweep_lists_every_bmc_and_withholds_the_server_of_a_dead_one() {
     assert_eq!(names, want);
     assert!(listing.withheld.is_empty());
 
-    sim.members[3].shared.set_faults(Faults {
-        error_rate: 1.0,
-        error_status: Some(500),
-        ..Faults::default()
-    });
+    sim.members[3].shared.set_faults(down);
     let listing = backend.list().await.expect("a sweep with one BMC down");
     assert_eq!(listing.servers.len(), 11);
+    // Known by now: only its own name is withheld.
     assert_eq!(listing.withheld, vec![fleet[3].name.to_ascii_lowercase()]);
+    assert!(!listing.withholds_all);
     // Its own lookup fails as that BMC's failure, not the system's.
     let err = backend.find(&name(&fleet[3].name)).await.unwrap_err();
     assert!(matches!(err, BackendError::Bmc { .. }), "{err}");
@@ -482,4 +493,34 @@ async fn a_password_rotated_on_the_bmcs_costs_at_most_three_refusals_too() {
     assert_eq!(sum(&kept, REFUSED), 0);
     assert!(rotated.members.iter().all(|m| rig::count(m, REFUSED) <= 1));
     assert!(backend.credentials()[0].suspended_until.is_some());
+}
+
+/// What a lookup costs a BMC, from its own counters: cold (service root, login, Systems, the
+/// system, its interfaces expanded) and warm (session open, path known: the system and its
+/// interfaces); a make without `$expand` pays one GET per interface.
+#[tokio::test]
+async fn a_lookup_costs_five_calls_cold_and_two_warm() {
+    let sim = bmcs(4, false);
+    let backend = backend(&sim, "sim-password", None, |_| String::new(), "");
+    let fleet = sim.shared.fleet();
+    let total = |m: &SimHandle| rig::total(m) - rig::count(m, REFUSED);
+    // rack-001: an iLO (sessions, $expand).
+    backend.find(&name(&fleet[0].name)).await.expect("cold");
+    assert_eq!(
+        total(&sim.members[0]),
+        5,
+        "{:?}",
+        rig::counters(&sim.members[0])
+    );
+    backend.find(&name(&fleet[0].name)).await.expect("warm");
+    assert_eq!(total(&sim.members[0]), 7);
+    // rack-003: a CIMC (no $expand here): 1 + one GET per interface instead of 1.
+    backend.find(&name(&fleet[2].name)).await.expect("cold");
+    let nics = fleet[2].nics.len() as u64;
+    assert_eq!(
+        total(&sim.members[2]),
+        4 + 1 + nics,
+        "{:?}",
+        rig::counters(&sim.members[2])
+    );
 }

@@ -69,6 +69,8 @@ pub struct SystemIndex {
     /// Folded names the system answers with something other than one of these servers
     /// ([`FleetListing::withheld`]): never answered from the index.
     withheld: std::collections::HashSet<String>,
+    /// [`FleetListing::withholds_all`]: no name is answered from this index.
+    withholds_all: bool,
     /// When the sweep that built this index started: nothing in it is older news than that.
     pub swept_at: DateTime<Utc>,
     pub swept: Instant,
@@ -93,6 +95,7 @@ impl SystemIndex {
         swept_at: DateTime<Utc>,
         swept: Instant,
     ) -> Self {
+        let withholds_all = listed.withholds_all;
         let withheld = listed
             .withheld
             .iter()
@@ -123,6 +126,7 @@ impl SystemIndex {
             by_bmc: HashMap::with_capacity(entries.len()),
             by_id: HashMap::with_capacity(entries.len()),
             withheld,
+            withholds_all,
             swept_at,
             swept,
             digest: [0; 32],
@@ -155,6 +159,7 @@ impl SystemIndex {
         let mut withheld: Vec<&String> = index.withheld.iter().collect();
         withheld.sort();
         hash.update(serde_json::to_vec(&withheld).unwrap_or_default());
+        hash.update([u8::from(index.withholds_all)]);
         index.digest = hash.finalize().into();
         index
     }
@@ -196,7 +201,7 @@ impl SystemIndex {
 
     /// Whether the system answers `name` with something other than an indexed server.
     pub fn withholds(&self, name: &str) -> bool {
-        self.withheld.contains(&name.to_ascii_lowercase())
+        self.withholds_all || self.withheld.contains(&name.to_ascii_lowercase())
     }
 
     pub fn by_mac(&self, mac: &MacAddress) -> Vec<&Entry> {

@@ -272,6 +272,10 @@ pub struct FleetListing {
     /// index must never answer them itself, so that a lookup of one gets the live answer
     /// (409 unassigned or ambiguous) rather than another server of that name.
     pub withheld: Vec<String>,
+    /// Servers of this system whose names are not known could not be read (a Redfish BMC with
+    /// no configured name that failed before it ever answered): any name could be theirs, so
+    /// the index answers none of this system's names itself.
+    pub withholds_all: bool,
 }
 
 /// A management system that can find servers by name.

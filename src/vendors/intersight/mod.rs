@@ -432,6 +432,7 @@ impl Intersight {
         }))
         .buffer_unordered(8);
         Ok(FleetListing {
+            withholds_all: false,
             servers: futures::TryStreamExt::try_collect(listed).await?,
             withheld,
         })

@@ -313,6 +313,7 @@ impl Ome {
             swept.retain(|id, _| present.contains(format!("{DEVICES}({id})").as_str()));
         }
         Ok(FleetListing {
+            withholds_all: false,
             servers: listed,
             withheld,
         })

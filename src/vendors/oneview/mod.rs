@@ -300,6 +300,7 @@ impl OneView {
             });
         }
         Ok(FleetListing {
+            withholds_all: false,
             servers: listed,
             withheld,
         })

@@ -352,9 +352,11 @@ impl Backend for RedfishBmcs {
                     // Its names (if known) must never be answered from the index.
                     match &self.bmcs[i].name {
                         Some(n) => listing.withheld.push(n.as_str().to_owned()),
-                        None => listing.withheld.extend(
-                            self.learned(|l| l.name_of.get(&i).cloned().unwrap_or_default()),
-                        ),
+                        None => match self.learned(|l| l.name_of.get(&i).cloned()) {
+                            Some(names) => listing.withheld.extend(names),
+                            // Never read: its servers could be called anything.
+                            None => listing.withholds_all = true,
+                        },
                     }
                     failed.push(e);
                 }

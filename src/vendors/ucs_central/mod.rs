@@ -281,6 +281,7 @@ impl UcsCentral {
             withheld.extend(domain_withheld.iter().cloned());
         }
         Ok(FleetListing {
+            withholds_all: false,
             servers: lists.into_iter().flat_map(|(s, _)| s).collect(),
             withheld,
         })

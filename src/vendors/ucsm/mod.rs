@@ -108,6 +108,7 @@ impl Ucsm {
         let refs: Vec<&parse::Profile> = profiles.iter().collect();
         let hardware = self.resolve_hardware(&refs).await?;
         Ok(FleetListing {
+            withholds_all: false,
             servers: profiles
                 .iter()
                 .map(|p| Listed {
