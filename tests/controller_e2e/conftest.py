@@ -7,6 +7,7 @@ stopped by its fixture.
 import base64
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -167,32 +168,35 @@ def demo_gateway(*fleet_args):
     fleet `fleet_args` choose (`--servers N --seed S` or `--inventory FILE`); yields its URLs,
     then stops them."""
     procs = Processes()
-    ports = {
-        k: free_port()
-        for k in ("gateway", "oneview", "ucsm", "ome", "ucs_central", "intersight", "redfish")
-    }
+    # Every listener on port 0, its address read back from the banner: a port chosen here
+    # and bound seconds later by the demo could meanwhile be another connection's.
     proc = procs.start([
-        binary(), "demo", *fleet_args, "--token", TOKEN,
-        "--port", str(ports["gateway"]), "--oneview-port", str(ports["oneview"]),
-        "--ucsm-port", str(ports["ucsm"]), "--ome-port", str(ports["ome"]),
-        "--ucs-central-port", str(ports["ucs_central"]),
-        "--intersight-port", str(ports["intersight"]),
-        "--redfish-port", str(ports["redfish"]),
+        binary(), "demo", *fleet_args, "--token", TOKEN, "--port", "0",
+        "--oneview-port", "0", "--ucsm-port", "0", "--ome-port", "0", "--ucs-central-port", "0",
+        "--intersight-port", "0", "--redfish-port", "0",
     ], name="demo")
-    url = f"http://127.0.0.1:{ports['gateway']}"
+    banner = {}
 
     def up():
         if proc.poll() is not None:
             raise RuntimeError(f"demo exited: {log_tail(proc)}")
+        text = Path(proc.log_path).read_text(errors="replace")
+        if "Ctrl-C stops everything" not in text:
+            return False
+        for line in text.splitlines():
+            m = re.match(r"^  (gateway|oneview|ucsm|ucs-central|ome|intersight|redfish)\s+(http://\S+)",
+                         line)
+            if m:
+                banner[m.group(1).replace("-", "_")] = m.group(2).rstrip("/")
         try:
-            return http("GET", f"{url}/readyz")[0] == 200
-        except OSError:
+            return http("GET", f"{banner['gateway']}/readyz")[0] == 200
+        except (OSError, KeyError):
             return False
 
     try:
         wait_for("the demo gateway", up, timeout=60)
-        sims = {k: f"http://127.0.0.1:{p}" for k, p in ports.items() if k != "gateway"}
-        yield {"url": url, "sims": sims}
+        sims = {k: v for k, v in banner.items() if k != "gateway"}
+        yield {"url": banner["gateway"], "sims": sims}
     finally:
         procs.stop_all()
 

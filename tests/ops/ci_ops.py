@@ -51,12 +51,6 @@ def step(msg):
     print(f"--- {msg}", flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_get(url, token=None, timeout=10):
     req = urllib.request.Request(url)
     if token:
@@ -66,8 +60,9 @@ def http_get(url, token=None, timeout=10):
 
 
 def start_demo(binary, log):
-    port = free_port()
-    cmd = [binary, "demo", "--port", str(port), "--token", TOKEN,
+    # Port 0 everywhere, the gateway's address read from the banner: a port chosen here could
+    # be another connection's by the time the demo binds it.
+    cmd = [binary, "demo", "--port", "0", "--token", TOKEN,
            "--oneview-port", "0", "--ucsm-port", "0", "--ome-port", "0",
            "--ucs-central-port", "0", "--intersight-port", "0", "--redfish-port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
