@@ -36,6 +36,22 @@ impl Endpoint {
         Ok(Self { addr, host, auth })
     }
 
+    /// The same headers (bearer token included) sent to another address.
+    pub fn at(&self, addr: SocketAddr) -> Result<Self, BenchError> {
+        let host = HeaderValue::from_str(&addr.to_string())
+            .map_err(|e| BenchError::Setup(format!("host header: {e}")))?;
+        Ok(Self {
+            addr,
+            host,
+            auth: self.auth.clone(),
+        })
+    }
+
+    /// The `Authorization` header value, for an external load generator.
+    pub fn authorization(&self) -> Option<&str> {
+        self.auth.as_ref().and_then(|v| v.to_str().ok())
+    }
+
     /// The same endpoint without the bearer token.
     pub fn anonymous(&self) -> Self {
         Self {
@@ -74,6 +90,7 @@ pub struct Reply {
     pub status: u16,
     /// The `X-Cache` header (`hit`, `miss`, `stale`), when present.
     pub x_cache: Option<String>,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -88,21 +105,18 @@ impl Conn {
         }
         let req = req.body(Empty::new()).map_err(|e| err(&e))?;
         let resp = self.sender.send_request(req).await.map_err(|e| err(&e))?;
-        let status = resp.status().as_u16();
-        let x_cache = resp
-            .headers()
+        let (parts, body) = resp.into_parts();
+        let status = parts.status.as_u16();
+        let x_cache = parts
+            .headers
             .get("x-cache")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| err(&e))?
-            .to_bytes();
+        let body = body.collect().await.map_err(|e| err(&e))?.to_bytes();
         Ok(Reply {
             status,
             x_cache,
+            headers: parts.headers,
             body,
         })
     }

@@ -121,6 +121,7 @@ pub async fn measure(
         workers: super::WORKERS,
         max_entries: 1000,
         fleet: true,
+        shipped_logs: false,
     };
     let outcome = match Gateway::start(&spec, &sims).await {
         Ok(mut gateway) => {

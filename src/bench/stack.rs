@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use secrecy::ExposeSecret;
-use serde::Serialize;
 
 use super::client::{get_once, Endpoint};
 use super::critical_path::Watched;
@@ -153,6 +152,8 @@ pub struct GatewaySpec<'a> {
     /// Whether the fleet index is on (swept on demand only: `POST /fleet/sweep`). Off for the
     /// lookup measurements, whose call counts and cache fill must see lookups alone.
     pub fleet: bool,
+    /// The shipped log settings (`info`: one access log line per request) instead of `warn`.
+    pub shipped_logs: bool,
 }
 
 /// `inventory-gateway serve` in a child process; killed on drop.
@@ -193,7 +194,7 @@ impl Gateway {
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if spec.shipped_logs { "info" } else { "warn" })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr));
@@ -350,47 +351,84 @@ fn config_toml(spec: &GatewaySpec<'_>, sims: &Sims, port: u16, tokens: &Path) ->
     out
 }
 
-/// The bare reference answer: about the shape of a small server record.
-#[derive(Serialize)]
-struct BareRecord {
-    name: &'static str,
-    vendor: &'static str,
-    bmc: &'static str,
-    macs: [&'static str; 2],
+/// One answer of the gateway, as the bare reference serves it back: the same body bytes and
+/// the same headers (those a server sets itself, `content-length` and `date`, excepted).
+#[derive(Clone)]
+pub struct Captured {
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
 }
 
-async fn bare_handler(_name: web::Path<String>) -> HttpResponse {
-    HttpResponse::Ok().json(BareRecord {
-        name: "bare-001",
-        vendor: "none",
-        bmc: "10.0.0.1",
-        macs: ["00:00:5e:00:53:01", "00:00:5e:00:53:02"],
-    })
+impl Captured {
+    pub fn of(reply: &super::client::Reply) -> Self {
+        let skip = [
+            "content-length",
+            "date",
+            "connection",
+            "keep-alive",
+            "transfer-encoding",
+        ];
+        Self {
+            headers: reply
+                .headers
+                .iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect(),
+            body: reply.body.clone(),
+        }
+    }
 }
 
-/// A bare actix-web app, `GET /servers/{name}` → fixed JSON, on `workers` workers.
+async fn bare_handler(
+    req: actix_web::HttpRequest,
+    answers: web::Data<HashMap<String, Captured>>,
+) -> HttpResponse {
+    match answers.get(req.path()) {
+        Some(c) => {
+            let mut resp = HttpResponse::Ok();
+            for (k, v) in &c.headers {
+                resp.append_header((k.as_str(), v.as_str()));
+            }
+            resp.body(c.body.clone())
+        }
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// A bare actix-web app on `workers` workers: `GET /servers/{name}` → the gateway's own answer
+/// for that path, from memory, with nothing in between (no middleware, no lookup).
 pub struct Bare {
     pub endpoint: Endpoint,
     handle: actix_web::dev::ServerHandle,
 }
 
 impl Bare {
-    pub fn start(workers: usize) -> Result<Self, BenchError> {
+    /// Serves `answers` (by request path); requests carry `like`'s headers.
+    pub fn start(
+        workers: usize,
+        answers: HashMap<String, Captured>,
+        like: &Endpoint,
+    ) -> Result<Self, BenchError> {
         let io = |e: std::io::Error| BenchError::Setup(format!("bare app: {e}"));
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io)?;
         let addr = listener.local_addr().map_err(io)?;
-        let server =
-            HttpServer::new(|| App::new().route("/servers/{name}", web::get().to(bare_handler)))
-                .workers(workers.max(1))
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(listener)
-                .map_err(io)?
-                .run();
+        let answers = web::Data::new(answers);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(answers.clone())
+                .route("/servers/{name}", web::get().to(bare_handler))
+        })
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .map_err(io)?
+        .run();
         let handle = server.handle();
         tokio::spawn(server);
         Ok(Self {
-            endpoint: Endpoint::new(addr, None)?,
+            endpoint: like.at(addr)?,
             handle,
         })
     }

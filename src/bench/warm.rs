@@ -1,11 +1,17 @@
 //! Warm path: `GET /servers/{name}` answered from the gateway's cache, next to a bare actix-web
-//! JSON handler, with the same client, connections and concurrency, in interleaved phases
-//! (bare, gateway, bare, gateway) so that a change in background load hits both alike.
+//! handler serving **the gateway's own answers** (body bytes and headers captured from it at the
+//! start of the run) from memory, with the same connections and concurrency, in interleaved
+//! phases (bare, gateway, bare, gateway) so that a change in background load hits both alike.
+//! The harness's client measures both; when `wrk` is installed it measures them again from its
+//! own core (see [`super::wrk`]), and that is the figure to trust: the harness's client shares
+//! the machine with what it measures.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use super::client::{closed_loop, drain, Endpoint, LoadResult, LoadSpec};
-use super::stack::process_cpu;
+use super::client::{closed_loop, drain, get_once, Endpoint, LoadResult, LoadSpec};
+use super::stack::{process_cpu, Bare, Captured};
+use super::wrk::{self, WrkResult};
 use super::BenchError;
 
 pub struct WarmResult {
@@ -16,10 +22,26 @@ pub struct WarmResult {
     /// Wall time of the gateway phases (warm-ups included).
     pub gateway_wall: Duration,
     pub names: usize,
+    /// The same comparison with `wrk` as the client, when it is installed (gateway, bare).
+    pub external: Option<Result<(WrkResult, WrkResult), String>>,
 }
 
 impl WarmResult {
+    /// Gateway req/s over bare req/s: `wrk`'s when it ran, else the harness client's.
     pub fn ratio(&self) -> f64 {
+        let (gw, bare) = match &self.external {
+            Some(Ok((gw, bare))) => (gw.per_second, bare.per_second),
+            _ => (self.gateway.per_second(), self.bare.per_second()),
+        };
+        if bare > 0.0 {
+            gw / bare
+        } else {
+            0.0
+        }
+    }
+
+    /// The harness client's own ratio.
+    pub fn internal_ratio(&self) -> f64 {
         let bare = self.bare.per_second();
         if bare > 0.0 {
             self.gateway.per_second() / bare
@@ -30,13 +52,13 @@ impl WarmResult {
 }
 
 /// `paths` must be lookups the gateway can answer (they are looked up once first, so that
-/// every measured request is a cache hit).
+/// every measured request is a cache hit). The bare reference runs on `workers` workers.
 pub async fn measure(
     gateway: &Endpoint,
     gateway_pid: u32,
-    bare: &Endpoint,
     paths: &[String],
     spec: LoadSpec,
+    workers: usize,
 ) -> Result<WarmResult, BenchError> {
     let (ok, failed) = drain(gateway, paths, 8).await?;
     if failed > 0 {
@@ -45,6 +67,31 @@ pub async fn measure(
             ok + failed
         )));
     }
+    // What the bare reference serves: the gateway's cached answers, byte for byte.
+    let mut answers = HashMap::with_capacity(paths.len());
+    for path in paths {
+        let reply = get_once(gateway, path).await?;
+        if reply.status != 200 {
+            return Err(BenchError::Measure(format!(
+                "warm path: {path} answered {} when captured",
+                reply.status
+            )));
+        }
+        answers.insert(path.clone(), Captured::of(&reply));
+    }
+    let bare_app = Bare::start(workers, answers, gateway)?;
+    let result = compare(gateway, gateway_pid, &bare_app.endpoint, paths, spec).await;
+    bare_app.stop().await;
+    result
+}
+
+async fn compare(
+    gateway: &Endpoint,
+    gateway_pid: u32,
+    bare: &Endpoint,
+    paths: &[String],
+    spec: LoadSpec,
+) -> Result<WarmResult, BenchError> {
     let half = LoadSpec {
         duration: spec.duration / 2,
         ..spec
@@ -64,11 +111,52 @@ pub async fn measure(
             _ => None,
         };
     }
+    let external = match wrk::available() {
+        Some(exe) => Some(
+            external(&exe, gateway, bare, paths, spec)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        None => None,
+    };
     Ok(WarmResult {
         gateway: gw_total.finish(),
         bare: bare_total.finish(),
         gateway_cpu: cpu,
         gateway_wall: wall,
         names: paths.len(),
+        external,
     })
+}
+
+/// `wrk` against both, interleaved (bare, gateway, bare, gateway), half the duration each.
+async fn external(
+    exe: &std::path::Path,
+    gateway: &Endpoint,
+    bare: &Endpoint,
+    paths: &[String],
+    spec: LoadSpec,
+) -> Result<(WrkResult, WrkResult), BenchError> {
+    let dir = std::env::temp_dir().join(format!("inventory-gateway-wrk-{}", std::process::id()));
+    let half = (spec.duration / 2).max(Duration::from_secs(1));
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        for target in [bare, gateway] {
+            runs.push(wrk::run(exe, target, paths, spec.concurrency, half, &dir).await?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let sum = |pick: &[usize]| {
+        let parts: Vec<&WrkResult> = pick.iter().map(|&i| &runs[i]).collect();
+        WrkResult {
+            per_second: parts.iter().map(|r| r.per_second).sum::<f64>() / parts.len() as f64,
+            requests: parts.iter().map(|r| r.requests).sum(),
+            // Of the second run: percentiles do not add up.
+            p50: parts.last().and_then(|r| r.p50),
+            p99: parts.last().and_then(|r| r.p99),
+            non_2xx: parts.iter().map(|r| r.non_2xx).sum(),
+            socket_errors: parts.iter().map(|r| r.socket_errors).sum(),
+        }
+    };
+    Ok((sum(&[1, 3]), sum(&[0, 2])))
 }
