@@ -394,34 +394,46 @@ fn bmc_upstream(
     login: &crate::config::FleetLogin,
     env: &BackendEnv,
 ) -> Result<Upstream, BackendError> {
-    let mut bmc_sys = sys.clone();
-    bmc_sys.name = format!("{}/bmc", sys.name);
-    bmc_sys.ca_bundle = login.ca_bundle.clone();
-    bmc_sys.insecure_skip_verify = login.insecure_skip_verify;
-    build_upstream(&bmc_sys, env)
+    login_upstream(sys, login, format!("{}/bmc", sys.name), env)
+}
+
+/// The upstream of the machines a system leads to with one `FleetLogin` (CIMCs, BMCs): the
+/// system's settings with the login's CA bundle and TLS setting, under `label`.
+fn login_upstream(
+    sys: &SystemConfig,
+    login: &crate::config::FleetLogin,
+    label: String,
+    env: &BackendEnv,
+) -> Result<Upstream, BackendError> {
+    let mut machines = sys.clone();
+    machines.name = label;
+    machines.ca_bundle = login.ca_bundle.clone();
+    machines.insecure_skip_verify = login.insecure_skip_verify;
+    build_upstream(&machines, env)
 }
 
 fn build_manager(sys: &SystemConfig, env: &BackendEnv) -> Result<Arc<dyn Backend>, BackendError> {
-    let upstream = build_upstream(sys, env)?;
+    // Built per arm: a set of BMCs has no upstream of the system's own.
+    let upstream = || build_upstream(sys, env);
     let password = || sys.resolve_password().map_err(|e| config_err(sys, e));
     Ok(match sys.kind {
         SystemKind::Redfish => redfish_bmcs(sys, env)?,
-        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream, password()?)?),
-        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream, password()?)?),
+        SystemKind::Oneview => Arc::new(oneview::OneView::new(sys, upstream()?, password()?)?),
+        SystemKind::Ucsm => Arc::new(ucsm::Ucsm::new(sys, upstream()?, password()?)?),
         SystemKind::UcsCentral => Arc::new(ucs_central::UcsCentral::new(
             sys,
-            upstream,
+            upstream()?,
             password()?,
             env.clone(),
         )?),
-        SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream, password()?)?),
+        SystemKind::Ome => Arc::new(ome::Ome::new(sys, upstream()?, password()?)?),
         SystemKind::Intersight => {
             let key = sys.resolve_api_key().map_err(|e| config_err(sys, e))?;
             let cimc = match &sys.cimc {
                 Some(login) => Some(cimc_reader(sys, login, env)?),
                 None => None,
             };
-            Arc::new(intersight::Intersight::new(sys, upstream, key, cimc)?)
+            Arc::new(intersight::Intersight::new(sys, upstream()?, key, cimc)?)
         }
     })
 }
@@ -435,12 +447,9 @@ fn redfish_bmcs(sys: &SystemConfig, env: &BackendEnv) -> Result<Arc<dyn Backend>
     let password = login
         .resolve_password(&sys.name, "bmc")
         .map_err(|e| config_err(sys, e))?;
-    let mut bmc_sys = sys.clone();
-    bmc_sys.ca_bundle = login.ca_bundle.clone();
-    bmc_sys.insecure_skip_verify = login.insecure_skip_verify;
-    let upstream = build_upstream(&bmc_sys, env)?;
+    let upstream = login_upstream(sys, login, sys.name.clone(), env)?;
     Ok(Arc::new(redfish::RedfishBmcs::new(
-        sys, upstream, password,
+        sys, login, upstream, password,
     )?))
 }
 
@@ -454,13 +463,10 @@ fn cimc_reader(
     let password = login
         .resolve_password(&sys.name, "cimc")
         .map_err(|e| config_err(sys, e))?;
-    let mut cimc_sys = sys.clone();
-    cimc_sys.name = format!("{}/cimc", sys.name);
-    cimc_sys.ca_bundle = login.ca_bundle.clone();
-    cimc_sys.insecure_skip_verify = login.insecure_skip_verify;
+    let label = format!("{}/cimc", sys.name);
     Ok(intersight::cimc::Cimc::new(
-        cimc_sys.name.clone(),
-        build_upstream(&cimc_sys, env)?,
+        label.clone(),
+        login_upstream(sys, login, label, env)?,
         login,
         password,
     ))

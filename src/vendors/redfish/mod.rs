@@ -18,7 +18,7 @@ use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use secrecy::SecretString;
 
-use crate::config::SystemConfig;
+use crate::config::{FleetLogin, SystemConfig};
 use crate::domain::{Bmc as BmcInfo, ServerName, ServerRecord, SystemKind, Vendor};
 use crate::resilience::refusals::{CredentialGuard, CredentialStatus, RefusalConfig};
 use crate::vendors::upstream::Upstream;
@@ -73,8 +73,10 @@ pub fn refusal_config(sys: &SystemConfig) -> RefusalConfig {
 }
 
 impl RedfishBmcs {
+    /// `login` is the system's `[systems.bmc]`, `password` its resolved password.
     pub fn new(
         sys: &SystemConfig,
+        login: &FleetLogin,
         upstream: Upstream,
         password: SecretString,
     ) -> Result<Self, BackendError> {
@@ -82,10 +84,6 @@ impl RedfishBmcs {
             system: sys.name.clone(),
             detail,
         };
-        let login = sys
-            .bmc
-            .as_ref()
-            .ok_or_else(|| config("[systems.bmc] is required".into()))?;
         let (bmcs, credentials) = inventory::resolve(sys, login, password).map_err(config)?;
         let configured = bmcs
             .iter()
