@@ -95,9 +95,7 @@ impl SimShared {
     /// Call first in every vendor handler: counts the request under `endpoint` (e.g.
     /// `"GET /rest/server-profiles"`, `"configResolveClass"`) and applies the configured faults.
     pub async fn enter(&self, endpoint: &str) -> Entry {
-        if let Ok(mut c) = self.counters.lock() {
-            *c.entry(endpoint.to_owned()).or_default() += 1;
-        }
+        self.count(endpoint);
         let faults = self.faults.read().map(|f| f.clone()).unwrap_or_default();
         if faults
             .endpoint
@@ -148,6 +146,13 @@ impl SimShared {
             }
         }
         Entry::Proceed
+    }
+
+    /// Counts one event under `key` (a request, or what a handler noticed: `login refused`).
+    pub(crate) fn count(&self, key: &str) {
+        if let Ok(mut c) = self.counters.lock() {
+            *c.entry(key.to_owned()).or_default() += 1;
+        }
     }
 
     pub fn counters(&self) -> BTreeMap<String, u64> {

@@ -190,14 +190,6 @@ impl Bmc {
     }
 }
 
-impl SimShared {
-    fn count(&self, key: &str) {
-        if let Ok(mut c) = self.counters.lock() {
-            *c.entry(key.to_owned()).or_default() += 1;
-        }
-    }
-}
-
 /// Unauthenticated by DSP0266: the version document, the service root, `$metadata` and the
 /// OData service document.
 fn is_public(path: &str) -> bool {

@@ -14,7 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::config::FleetLogin;
-use crate::domain::{BmcAddress, MacAddress, Nic};
+use crate::domain::{BmcAddress, Nic};
+use crate::vendors::redfish::read::interface_nic;
 use crate::vendors::upstream::Upstream;
 use crate::vendors::{retry_after, snippet, BackendError};
 
@@ -106,7 +107,7 @@ impl Cimc {
         .await?;
         let mut nics = interfaces
             .iter()
-            .filter_map(|i| nic(i).transpose())
+            .filter_map(|i| interface_nic(i).transpose())
             .collect::<Result<Vec<_>, String>>()
             .map_err(|d| self.protocol(member_key, &d))?;
         nics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -152,30 +153,4 @@ impl Cimc {
     pub fn detach_pool(&self) {
         self.upstream.detach_pool();
     }
-}
-
-/// An `EthernetInterface` as a NIC; `None` when it has no MAC (an unconfigured port).
-fn nic(v: &Value) -> Result<Option<Nic>, String> {
-    let raw = ["MACAddress", "PermanentMACAddress"]
-        .iter()
-        .find_map(|k| v.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()));
-    let Some(raw) = raw else {
-        return Ok(None);
-    };
-    let name = v
-        .get("Id")
-        .or_else(|| v.get("Name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let mac = MacAddress::parse(raw).map_err(|e| format!("interface {name:?}: {e}"))?;
-    Ok(Some(Nic {
-        location: v
-            .get("@odata.id")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        name,
-        mac,
-        kind: Some("ethernet".into()),
-    }))
 }

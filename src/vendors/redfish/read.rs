@@ -136,6 +136,8 @@ async fn read_system(
         }
         None => Vec::new(),
     };
+    // The all-zero MAC is an unset slot, never a NIC.
+    nics.retain(|n| !n.mac.is_zero());
     if nics.is_empty() {
         nics = adapter_ports(client, t, &system, expand).await?;
     }
@@ -292,9 +294,9 @@ fn member_links(
         .collect()
 }
 
-/// An `EthernetInterface` as a NIC; `None` without a MAC (an unconfigured port) or with the
-/// all-zero one.
-fn interface_nic(v: &Value) -> Result<Option<Nic>, String> {
+/// A Redfish `EthernetInterface` as a NIC (named by its `Id`, else `Name`); `None` without a
+/// MAC (an unconfigured port). Also what Intersight's CIMC reader parses.
+pub(crate) fn interface_nic(v: &Value) -> Result<Option<Nic>, String> {
     let raw = ["MACAddress", "PermanentMACAddress"]
         .iter()
         .find_map(|k| v.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()));
@@ -306,9 +308,6 @@ fn interface_nic(v: &Value) -> Result<Option<Nic>, String> {
         .unwrap_or_default()
         .to_owned();
     let mac = MacAddress::parse(raw).map_err(|e| format!("interface {name:?}: {e}"))?;
-    if mac.is_zero() {
-        return Ok(None);
-    }
     Ok(Some(Nic {
         location: text(v, "@odata.id").map(str::to_owned),
         name,
