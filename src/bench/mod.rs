@@ -353,7 +353,7 @@ pub async fn run(args: BenchArgs, gateway_exe: PathBuf, argv: &[String]) -> Resu
                 upstreams: sims.upstreams.clone(),
                 layout: Layout::new(&args),
             };
-            let measured = on_client_thread(ctx).await;
+            let measured = on_client_thread(move || measure_all(ctx)).await;
             let config = gateway.config_text.clone();
             gateway.stop();
             measured.map(|m| (m, config))
@@ -431,21 +431,11 @@ async fn warm_at(
         warmup: args.warmup(),
         duration: args.duration,
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("bench-client-warm".into())
-        .spawn(move || {
-            let out = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| BenchError::Setup(format!("client runtime: {e}")))
-                .and_then(|rt| rt.block_on(warm::measure(&endpoint, pid, &paths, load, WORKERS)));
-            let _ = tx.send(out);
-        })
-        .map_err(|e| BenchError::Setup(format!("client thread: {e}")))?;
-    let result = rx
-        .await
-        .unwrap_or_else(|_| Err(BenchError::Setup("the client thread panicked".into())));
+    let result = on_client_thread(move || async move {
+        warm::measure(&endpoint, pid, &paths, load, WORKERS).await
+    })
+    .await
+    .and_then(|r| r);
     gateway.stop();
     result
 }
@@ -459,7 +449,12 @@ fn warm_paths(layout: &Layout, up: &Upstreams) -> Vec<String> {
 
 /// Runs the measurements on a dedicated OS thread with a current-thread runtime, so that the
 /// load generator costs one thread and never competes with the servers' runtimes.
-async fn on_client_thread(ctx: ClientCtx) -> Result<Measured, BenchError> {
+async fn on_client_thread<F, Fut, T>(work: F) -> Result<T, BenchError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("bench-client".into())
@@ -467,7 +462,7 @@ async fn on_client_thread(ctx: ClientCtx) -> Result<Measured, BenchError> {
             let out = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(|rt| rt.block_on(measure_all(ctx)));
+                .map(|rt| rt.block_on(work()));
             let _ = tx.send(out);
         })
         .map_err(|e| BenchError::Setup(format!("client thread: {e}")))?;
