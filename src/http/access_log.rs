@@ -40,28 +40,30 @@ impl AccessLog {
         if !self.wants(status) {
             return;
         }
+        let enabled = if status >= 500 {
+            tracing::enabled!(target: "access", tracing::Level::WARN)
+        } else {
+            tracing::enabled!(target: "access", tracing::Level::INFO)
+        };
+        if !enabled {
+            return;
+        }
         let req = res.request();
         let cache = res
             .headers()
             .get("x-cache")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        let caller = req
-            .extensions()
-            .get::<Caller>()
-            .map(|c| c.name.clone())
-            .unwrap_or_else(|| "-".to_owned());
-        let line = format!(
-            "{} {} {status} {}ms cache={cache} rid={request_id} caller={caller}",
-            req.method(),
-            req.path(),
-            elapsed.as_millis(),
-        );
+        let extensions = req.extensions();
+        let caller = extensions.get::<Caller>().map_or("-", |c| &c.name);
+        let (method, path, ms) = (req.method(), req.path(), elapsed.as_millis());
+        // Formatted once, by the subscriber (a line formatted first and logged as `{line}` was
+        // formatted twice).
         // Client errors are the client's problem: INFO like the rest, never ERROR.
         if status >= 500 {
-            tracing::warn!(target: "access", "{line}");
+            tracing::warn!(target: "access", "{method} {path} {status} {ms}ms cache={cache} rid={request_id} caller={caller}");
         } else {
-            tracing::info!(target: "access", "{line}");
+            tracing::info!(target: "access", "{method} {path} {status} {ms}ms cache={cache} rid={request_id} caller={caller}");
         }
     }
 }

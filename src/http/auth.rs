@@ -13,12 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use actix_web::dev::ServiceRequest;
+use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
 use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage};
+use actix_web::{web, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -27,8 +25,8 @@ use subtle::ConstantTimeEq;
 use super::problem::Problem;
 use super::rate_limit::FailedAuthLimiter;
 use super::refusals::{RefusalKind, Refusals};
-use super::request_id::RequestId;
 use crate::config::AuthConfig;
+use crate::lookup::CallerKey;
 
 pub const HASH_PREFIX: &str = "sha256:";
 const REALM: &str = "inventory-gateway";
@@ -72,17 +70,20 @@ struct TokenEntry {
 }
 
 struct Token {
-    name: String,
     digest: [u8; 32],
     scopes: Vec<Scope>,
+    /// What a request authenticated with this token carries, made once at load.
+    caller: Caller,
 }
 
 /// The caller a request was authenticated as (in the request extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
-    pub name: String,
+    pub name: Arc<str>,
     /// Holds the `admin` scope: may see upstream internals in problem details.
     pub admin: bool,
+    /// Whom its lookups are admitted as.
+    pub key: CallerKey,
 }
 
 /// Whether the request was authenticated with the `admin` scope (it may see internals).
@@ -228,8 +229,12 @@ fn load_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
                 return Err(invalid(format!("tokens[{i}].scopes: give at least one")));
             }
             Ok(Token {
-                name: e.name,
                 digest,
+                caller: Caller {
+                    key: CallerKey::token(&e.name),
+                    name: e.name.into(),
+                    admin: e.scopes.contains(&Scope::Admin),
+                },
                 scopes: e.scopes,
             })
         })
@@ -281,80 +286,68 @@ fn is_token68(s: &str) -> bool {
         })
 }
 
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(auth) = req.app_data::<web::Data<Authenticator>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let pattern = req.match_pattern();
-    // The path as the router will match it (percent-escapes of unreserved characters decoded):
-    // `/fleet/%73weep` must need what `/fleet/sweep` needs.
-    let path = req.match_info().as_str().to_owned();
-    let Some(needed) = auth.required_scope(req.method(), &path, pattern.as_deref()) else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let credential = parse_credential(req.headers().get(AUTHORIZATION));
-    let refusal = match &credential {
-        Credential::Absent => Refusal::Missing,
-        Credential::Malformed => Refusal::Malformed,
-        Credential::Bearer(t) => match auth.authenticate(t) {
-            None => Refusal::Invalid,
-            // `admin` includes `read`.
-            Some(t) if !(t.scopes.contains(&needed) || t.scopes.contains(&Scope::Admin)) => {
-                Refusal::Scope(t.name.clone())
-            }
-            Some(t) => {
-                tracing::debug!(caller = %t.name, "authenticated");
-                req.extensions_mut().insert(Caller {
-                    name: t.name.clone(),
-                    admin: t.scopes.contains(&Scope::Admin),
-                });
-                return Ok(next.call(req).await?.map_into_boxed_body());
-            }
-        },
-    };
-    let rid = req
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_default();
-    let refusals = req.app_data::<web::Data<Refusals>>().cloned();
-    // Guessing: a peer whose credentials keep failing is slowed down, so tokens cannot be tried
-    // at line rate; callers with a valid token (from that peer or any other) never reach here.
-    if !matches!(refusal, Refusal::Scope(_)) {
-        if let Some(guard) = req.app_data::<web::Data<FailedAuthLimiter>>() {
-            if let Err(wait) = guard.check(req.peer_addr().map(|a| a.ip())) {
-                if let Some(r) = &refusals {
-                    r.count(RefusalKind::AuthGuessing);
+impl Authenticator {
+    /// Whether `req` may reach `route` (its template, from `http::route`): `Ok(Some(caller))`
+    /// when it authenticated, `Ok(None)` when the route is open, else the refusal to answer.
+    pub fn check(
+        &self,
+        req: &ServiceRequest,
+        route: Option<&str>,
+        credential: &Credential,
+        guard: &FailedAuthLimiter,
+        refusals: &Refusals,
+        rid: &str,
+    ) -> Result<Option<Caller>, Box<HttpResponse>> {
+        // The path as the router will match it (percent-escapes of unreserved characters
+        // decoded): `/fleet/%73weep` must need what `/fleet/sweep` needs.
+        let path = req.match_info().as_str();
+        let Some(needed) = self.required_scope(req.method(), path, route) else {
+            return Ok(None);
+        };
+        let refusal = match credential {
+            Credential::Absent => Refusal::Missing,
+            Credential::Malformed => Refusal::Malformed,
+            Credential::Bearer(t) => match self.authenticate(t) {
+                None => Refusal::Invalid,
+                // `admin` includes `read`.
+                Some(t) if !(t.scopes.contains(&needed) || t.caller.admin) => {
+                    Refusal::Scope(t.caller.name.to_string())
                 }
-                let resp = super::rate_limit::too_many(
+                Some(t) => {
+                    tracing::debug!(caller = %t.caller.name, "authenticated");
+                    return Ok(Some(t.caller.clone()));
+                }
+            },
+        };
+        // Guessing: a peer whose credentials keep failing is slowed down, so tokens cannot be
+        // tried at line rate; callers with a valid token (from that peer or any other) never
+        // reach here.
+        if !matches!(refusal, Refusal::Scope(_)) {
+            if let Err(wait) = guard.check(req.peer_addr().map(|a| a.ip())) {
+                refusals.count(RefusalKind::AuthGuessing);
+                return Err(Box::new(super::rate_limit::too_many(
                     wait,
                     req.path(),
-                    &rid,
+                    rid,
                     "too many failed authentication attempts from this address; retry later",
-                );
-                return Ok(req.into_response(resp));
+                )));
             }
         }
+        refusals.count(refusal.kind());
+        let (status, title, detail, challenge) = refusal.describe();
+        let type_uri = if status == StatusCode::FORBIDDEN {
+            super::problem::types::FORBIDDEN
+        } else {
+            super::problem::types::UNAUTHORIZED
+        };
+        let mut resp = Problem::new(status, type_uri, title, detail)
+            .at(req.path(), rid)
+            .response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+        Err(Box::new(resp))
     }
-    if let Some(r) = &refusals {
-        r.count(refusal.kind());
-    }
-    let (status, title, detail, challenge) = refusal.describe();
-    let type_uri = if status == StatusCode::FORBIDDEN {
-        super::problem::types::FORBIDDEN
-    } else {
-        super::problem::types::UNAUTHORIZED
-    };
-    let mut resp = Problem::new(status, type_uri, title, detail)
-        .at(req.path(), &rid)
-        .response();
-    if let Ok(v) = HeaderValue::from_str(&challenge) {
-        resp.headers_mut().insert(WWW_AUTHENTICATE, v);
-    }
-    Ok(req.into_response(resp))
 }
 
 /// Why a request was not let through.
@@ -447,7 +440,7 @@ mod tests {
             "[[tokens]]\nname = \"ci\"\nhash = \"{}\"\nscopes = [\"read\"]\n",
             hash_token(a.expose_secret())
         ));
-        assert_eq!(auth.authenticate(&a).map(|t| t.name.as_str()), Some("ci"));
+        assert_eq!(auth.authenticate(&a).map(|t| &*t.caller.name), Some("ci"));
         assert!(auth.authenticate(&b).is_none());
     }
 

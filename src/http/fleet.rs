@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
@@ -323,8 +324,10 @@ pub struct LookupResult {
     /// `hit`, `miss`, `stale` or `index` (as `X-Cache`) on 200.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<&'static str>,
+    // The record's JSON as `GET /servers/{name}` answers it, embedded as rendered once.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub record: Option<ServerRecord>,
+    #[schema(value_type = Option<ServerRecord>)]
+    pub record: Option<Box<RawValue>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<Problem>,
 }
@@ -416,12 +419,20 @@ pub async fn lookup_servers(
                 }
             };
             match lookup.get(&name, vendor, false, caller).await {
-                Ok(answer) => LookupResult {
-                    name: n.to_owned(),
-                    status: 200,
-                    cache: Some(answer.cache.as_str()),
-                    record: Some(answer.record),
-                    problem: None,
+                Ok(answer) => match raw_record(&answer.record) {
+                    Some(record) => LookupResult {
+                        name: n.to_owned(),
+                        status: 200,
+                        cache: Some(answer.cache.as_str()),
+                        record: Some(record),
+                        problem: None,
+                    },
+                    None => problem(Problem::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        types::INTERNAL,
+                        "Internal error",
+                        "the record could not be embedded",
+                    )),
                 },
                 Err(e) => problem(Problem::from_lookup(&e, admin)),
             }
@@ -574,6 +585,12 @@ pub async fn sweep_now(
     HttpResponse::Ok().json(fleet_response(&lookup, is_admin(&req)))
 }
 
+/// A stored record's JSON, embedded as it is (the gateway rendered it itself).
+fn raw_record(stored: &crate::lookup::Stored) -> Option<Box<RawValue>> {
+    let json = String::from_utf8(stored.json().to_vec()).ok()?;
+    RawValue::from_string(json).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,3 +611,4 @@ mod tests {
         }
     }
 }
+

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -16,14 +15,15 @@ pub mod access_log;
 pub mod auth;
 pub mod extractors;
 pub mod fleet;
+pub mod gate;
 pub mod limits;
-pub mod observe;
 pub mod openapi;
 pub mod page;
 pub mod problem;
 pub mod rate_limit;
 pub mod refusals;
 pub mod request_id;
+pub mod route;
 pub mod routes;
 
 /// Registers the API on an actix `ServiceConfig`; shared by the server and by in-process tests.
@@ -45,6 +45,21 @@ pub fn configure(
             .app_data(extractors::path_config())
             .app_data(extractors::query_config())
             .app_data(extractors::json_config())
+            // The hot route first: the router tries resources in this order. `lookup` before
+            // `{name}`, which would match it too.
+            .service(
+                web::resource("/servers/lookup")
+                    .route(web::post().to(fleet::lookup_servers))
+                    // `GET /servers/{name}` for a server named `lookup`: documented there, so
+                    // this resource's own `Allow` names only its POST.
+                    .route(web::get().to(routes::get_server_named_lookup))
+                    .default_service(routes::method_not_allowed("POST")),
+            )
+            .service(
+                web::resource("/servers/{name}")
+                    .route(web::get().to(routes::get_server))
+                    .default_service(routes::method_not_allowed("GET")),
+            )
             .service(
                 web::resource("/")
                     .route(web::get().to(page::index))
@@ -75,14 +90,6 @@ pub fn configure(
                     .default_service(routes::method_not_allowed("GET")),
             )
             .service(
-                web::resource("/servers/lookup")
-                    .route(web::post().to(fleet::lookup_servers))
-                    // `GET /servers/{name}` for a server named `lookup`: documented there, so
-                    // this resource's own `Allow` names only its POST.
-                    .route(web::get().to(routes::get_server_named_lookup))
-                    .default_service(routes::method_not_allowed("POST")),
-            )
-            .service(
                 web::resource("/fleet")
                     .route(web::get().to(fleet::fleet_status))
                     .default_service(routes::method_not_allowed("GET")),
@@ -96,11 +103,6 @@ pub fn configure(
                 web::resource("/fleet/sweep")
                     .route(web::post().to(fleet::sweep_now))
                     .default_service(routes::method_not_allowed("POST")),
-            )
-            .service(
-                web::resource("/servers/{name}")
-                    .route(web::get().to(routes::get_server))
-                    .default_service(routes::method_not_allowed("GET")),
             )
             .service(
                 web::resource("/servers/{name}/cache")
@@ -130,11 +132,8 @@ pub fn configure(
     }
 }
 
-/// Builds the HTTP server on an already-bound listener (port 0 in tests).
-///
-/// Middleware, outermost first: request id and access log (so every log line of the request
-/// carries the id), metrics (sees every final status, refusals included), size limits, inbound
-/// rate limit (before auth, so guessing tokens is rate limited too), auth, then the routes.
+/// Builds the HTTP server on an already-bound listener (port 0 in tests). Every request passes
+/// `gate` (request id, route, limits, rate limit, auth, metrics, access log), then the routes.
 pub fn server(
     lookup: Arc<LookupService>,
     listener: std::net::TcpListener,
@@ -144,34 +143,27 @@ pub fn server(
     readiness: Arc<routes::Readiness>,
     refusals: Arc<refusals::Refusals>,
 ) -> std::io::Result<actix_web::dev::Server> {
-    let routes = configure(lookup, metrics, readiness);
+    let routes = configure(lookup, metrics.clone(), readiness);
     let rate_limit = &config.server.rate_limit;
-    let limiter = rate_limit
-        .enabled
-        .then(|| web::Data::new(rate_limit::InboundLimiter::new(rate_limit)));
-    let failed_auth = web::Data::new(rate_limit::FailedAuthLimiter::new(rate_limit));
-    let auth = authenticator.map(web::Data::from);
-    let limits = web::Data::new(config.server.limits.clone());
-    let refusals = web::Data::from(refusals);
-    let access_log = web::Data::new(access_log::AccessLog::from_config(&config.telemetry));
+    let auth = authenticator.clone().map(web::Data::from);
+    let gate = gate::Gate::new(gate::GateState {
+        limits: config.server.limits.clone(),
+        limiter: rate_limit
+            .enabled
+            .then(|| Arc::new(rate_limit::InboundLimiter::new(rate_limit))),
+        auth: authenticator,
+        failed_auth: Arc::new(rate_limit::FailedAuthLimiter::new(rate_limit)),
+        refusals,
+        access_log: access_log::AccessLog::from_config(&config.telemetry),
+        metrics,
+    });
     let mut server = HttpServer::new(move || {
-        let app = match &limiter {
-            Some(l) => App::new().app_data(l.clone()),
+        // Handlers ask whether auth is on (`refuse_unless_admin`).
+        let app = match &auth {
+            Some(a) => App::new().app_data(a.clone()),
             None => App::new(),
         };
-        let app = match &auth {
-            Some(a) => app.app_data(a.clone()).app_data(failed_auth.clone()),
-            None => app,
-        };
-        let app = app
-            .app_data(limits.clone())
-            .app_data(refusals.clone())
-            .app_data(access_log.clone())
-            .wrap(from_fn(auth::middleware));
-        app.wrap(from_fn(rate_limit::middleware))
-            .wrap(from_fn(limits::middleware))
-            .wrap(from_fn(observe::middleware))
-            .wrap(from_fn(request_id::middleware))
+        app.wrap(gate.clone())
             .configure(routes.clone())
             .default_service(web::to(routes::not_found))
     })
@@ -184,4 +176,99 @@ pub fn server(
         server = server.workers(n);
     }
     Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use actix_web::dev::Service;
+    use actix_web::test::{call_service, init_service, TestRequest};
+
+    use super::*;
+    use crate::lookup::{LookupConfig, NoEvents};
+
+    /// `route::template` must name the resource the router picks, for every path: it decides
+    /// the scope auth demands, and labels the metrics.
+    #[actix_web::test]
+    async fn the_route_table_names_what_the_router_matches() {
+        let config = Config::from_toml_str(
+            "[auth]\nenabled = false\n[[systems]]\nname = \"ov\"\nkind = \"oneview\"\n\
+             endpoint = \"https://127.0.0.1\"\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        let lookup = Arc::new(LookupService::new(
+            Vec::new(),
+            LookupConfig::from_config(&config),
+            Arc::new(NoEvents),
+        ));
+        let metrics = Arc::new(Metrics::new(Arc::new(NoEvents)).unwrap());
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let record = seen.clone();
+        let app = init_service(
+            App::new()
+                .wrap_fn(move |req, srv| {
+                    record.borrow_mut().push((
+                        req.path().to_owned(),
+                        req.match_pattern(),
+                        route::template(req.match_info().as_str()),
+                    ));
+                    srv.call(req)
+                })
+                .configure(configure(lookup, metrics, Arc::default()))
+                .default_service(web::to(routes::not_found)),
+        )
+        .await;
+        let paths = [
+            "/",
+            "/ui/app.js",
+            "/ui/style.css",
+            "/ui/other.js",
+            "/metrics",
+            "/metrics/",
+            "/api-docs/openapi.json",
+            "/swagger-ui/",
+            "/swagger-ui/index.html",
+            "/swagger-ui/a/b.css",
+            "/swagger-uix",
+            "/servers",
+            "/servers/",
+            "/servers/lookup",
+            "/servers/web-01",
+            "/servers/web-01/",
+            "/servers/web-01/cache",
+            "/servers/web-01/cache/",
+            "/servers/web-01/other",
+            "/servers//cache",
+            "/servers/a%2Fb",
+            "/servers/lookup/cache",
+            "/fleet",
+            "/fleet/",
+            "/fleet/conflicts",
+            "/fleet/sweep",
+            "/fleet/other",
+            "/vendors",
+            "/healthz",
+            "/healthz/deep",
+            "/healthz/deeper",
+            "/readyz",
+            "/nothing",
+            "//servers/x",
+        ];
+        for path in paths {
+            for method in [
+                actix_web::http::Method::GET,
+                actix_web::http::Method::DELETE,
+            ] {
+                let req = TestRequest::default().method(method).uri(path).to_request();
+                call_service(&app, req).await;
+            }
+        }
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), paths.len() * 2);
+        for (path, actix, ours) in seen.iter() {
+            assert_eq!(actix.as_deref(), *ours, "{path}");
+        }
+    }
 }

@@ -12,12 +12,10 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION};
+use actix_web::dev::ServiceRequest;
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage, HttpResponse};
+use actix_web::HttpResponse;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -25,10 +23,9 @@ use governor::{Quota, RateLimiter};
 use secrecy::ExposeSecret;
 use std::net::IpAddr;
 
-use super::auth::{parse_credential, Credential};
+use super::auth::Credential;
 use super::problem::{types, Problem};
 use super::refusals::{RefusalKind, Refusals};
-use super::request_id::RequestId;
 use crate::config::InboundRateLimit;
 
 /// Probes and scrapes must never be refused for load. The OpenAPI document reads this list:
@@ -70,6 +67,7 @@ fn prune_now_and_then<K, MW>(
 pub struct InboundLimiter {
     limiter: Keyed,
     burst: u32,
+    limit_value: HeaderValue,
     /// Hashes tokens so the table never holds a credential.
     hasher: RandomState,
     seen: AtomicU64,
@@ -81,13 +79,14 @@ impl InboundLimiter {
         Self {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             burst,
+            limit_value: HeaderValue::from(burst),
             hasher: RandomState::new(),
             seen: AtomicU64::new(0),
         }
     }
 
-    fn client_key(&self, req: &ServiceRequest) -> u64 {
-        match parse_credential(req.headers().get(AUTHORIZATION)) {
+    fn client_key(&self, req: &ServiceRequest, credential: &Credential) -> u64 {
+        match credential {
             Credential::Bearer(t) => self.hasher.hash_one(("token", t.expose_secret())),
             Credential::Absent | Credential::Malformed => {
                 let ip = req.peer_addr().map(|a| a.ip());
@@ -150,60 +149,46 @@ pub fn too_many(wait: Duration, instance: &str, rid: &str, detail: &str) -> Http
     problem.response()
 }
 
-fn header(name: &'static str, value: String) -> Option<(HeaderName, HeaderValue)> {
-    Some((
-        HeaderName::from_static(name),
-        HeaderValue::from_str(&value).ok()?,
-    ))
-}
+impl InboundLimiter {
+    /// Draws one request from the caller's bucket: `Ok(remaining)`, or the 429 to answer.
+    /// `credential` is the request's `Authorization`, parsed once for the limiter and auth.
+    pub fn admit(
+        &self,
+        req: &ServiceRequest,
+        credential: &Credential,
+        refusals: &Refusals,
+        rid: &str,
+    ) -> Result<u32, Box<HttpResponse>> {
+        let wait = match self.check(self.client_key(req, credential)) {
+            Ok(remaining) => return Ok(remaining),
+            Err(wait) => wait,
+        };
+        refusals.count(RefusalKind::RateLimited);
+        let mut resp = too_many(
+            wait,
+            req.path(),
+            rid,
+            &format!(
+                "this client may send {} requests in a burst; retry after {} ms",
+                self.burst,
+                wait.as_millis()
+            ),
+        );
+        let reset = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let headers = resp.headers_mut();
+        headers.insert(LIMIT.clone(), self.limit_value.clone());
+        headers.insert(REMAINING.clone(), HeaderValue::from_static("0"));
+        headers.insert(RESET.clone(), HeaderValue::from(reset.max(1)));
+        Err(Box::new(resp))
+    }
 
-pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let limiter = req.app_data::<web::Data<InboundLimiter>>().cloned();
-    let Some(limiter) = limiter.filter(|_| !EXEMPT.contains(&req.path())) else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let limit = header("x-ratelimit-limit", limiter.burst.to_string());
-    match limiter.check(limiter.client_key(&req)) {
-        Ok(remaining) => {
-            let mut res = next.call(req).await?.map_into_boxed_body();
-            let remaining = header("x-ratelimit-remaining", remaining.to_string());
-            for (name, value) in [limit, remaining].into_iter().flatten() {
-                res.headers_mut().insert(name, value);
-            }
-            Ok(res)
-        }
-        Err(wait) => {
-            if let Some(r) = req.app_data::<web::Data<Refusals>>() {
-                r.count(RefusalKind::RateLimited);
-            }
-            let rid = req
-                .extensions()
-                .get::<RequestId>()
-                .map(|r| r.0.clone())
-                .unwrap_or_default();
-            let mut resp = too_many(
-                wait,
-                req.path(),
-                &rid,
-                &format!(
-                    "this client may send {} requests in a burst; retry after {} ms",
-                    limiter.burst,
-                    wait.as_millis()
-                ),
-            );
-            let reset = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let extra = [
-                limit,
-                header("x-ratelimit-remaining", "0".into()),
-                header("x-ratelimit-reset", reset.max(1).to_string()),
-            ];
-            for (name, value) in extra.into_iter().flatten() {
-                resp.headers_mut().insert(name, value);
-            }
-            Ok(req.into_response(resp))
-        }
+    /// `X-RateLimit-Limit` and `-Remaining` on an admitted request's answer.
+    pub fn stamp(&self, headers: &mut HeaderMap, remaining: u32) {
+        headers.insert(LIMIT.clone(), self.limit_value.clone());
+        headers.insert(REMAINING.clone(), HeaderValue::from(remaining));
     }
 }
+
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");

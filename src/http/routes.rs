@@ -1,5 +1,6 @@
 //! Route handlers. Thin: parse the edge types, call the lookup service, shape the answer.
 
+use actix_web::http::header::{ContentType, HeaderName, HeaderValue, AGE};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -86,13 +87,13 @@ async fn get_server_named(
     lookup: web::Data<LookupService>,
     rid: RequestId,
 ) -> HttpResponse {
-    let instance = req.path().to_owned();
+    let instance = req.path();
     let name = match ServerName::parse(path) {
         Ok(n) => n,
-        Err(e) => return invalid_name(e, &instance, &rid),
+        Err(e) => return invalid_name(e, instance, &rid),
     };
     let bad = |type_uri: &str, title: &str, detail: String| {
-        bad_request(type_uri, title, detail, &instance, &rid)
+        bad_request(type_uri, title, detail, instance, &rid)
     };
     let query = match web::Query::<ServerQuery>::from_query(req.query_string()) {
         Ok(q) => q.into_inner(),
@@ -107,18 +108,22 @@ async fn get_server_named(
     match lookup.get(&name, vendor, refresh, &caller).await {
         Ok(answer) => {
             let mut resp = HttpResponse::Ok();
-            resp.insert_header(("X-Cache", answer.cache.as_str()))
-                .insert_header(("Age", answer.age.as_secs().to_string()));
-            if !answer.record.unverified.is_empty() {
-                resp.insert_header(("X-Unverified", answer.record.unverified.join(",")));
+            resp.insert_header(ContentType::json())
+                .insert_header((
+                    HeaderName::from_static("x-cache"),
+                    HeaderValue::from_static(answer.cache.as_str()),
+                ))
+                .insert_header((AGE, HeaderValue::from(answer.age.as_secs())));
+            if let Some(systems) = answer.record.unverified() {
+                resp.insert_header(("X-Unverified", systems));
             }
-            resp.json(answer.record)
+            resp.body(answer.record.json())
         }
         Err(e) => {
             // The access log has the status and the system failures are logged where they happen.
             tracing::debug!(server = %name, error = %e, "lookup failed");
             Problem::from_lookup(&e, is_admin(&req))
-                .at(&instance, &rid.0)
+                .at(instance, &rid.0)
                 .response()
         }
     }
@@ -128,7 +133,7 @@ async fn get_server_named(
 pub fn caller_key(req: &HttpRequest) -> CallerKey {
     req.extensions()
         .get::<super::auth::Caller>()
-        .map(|c| CallerKey::token(&c.name))
+        .map(|c| c.key.clone())
         .or_else(|| req.peer_addr().map(|a| CallerKey::peer(a.ip())))
         .unwrap_or_else(CallerKey::internal)
 }

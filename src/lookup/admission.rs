@@ -14,15 +14,17 @@ use tokio::sync::oneshot;
 /// Who is asking: the authenticated token's name, else the peer address. Lookups are shared
 /// fairly between callers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CallerKey(String);
+// Shared, not owned: a token's key is made once when the tokens are loaded and cloned per
+// request.
+pub struct CallerKey(Arc<str>);
 
 impl CallerKey {
     pub fn token(name: &str) -> Self {
-        Self(format!("token:{name}"))
+        Self(format!("token:{name}").into())
     }
 
     pub fn peer(ip: IpAddr) -> Self {
-        Self(format!("peer:{ip}"))
+        Self(format!("peer:{ip}").into())
     }
 
     /// For lookups made by the gateway itself (tests, tools): one shared queue.

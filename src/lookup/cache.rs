@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use moka::future::Cache;
 use moka::Expiry;
 use tokio::time::Instant;
@@ -14,12 +15,53 @@ use crate::domain::{ServerRecord, Vendor};
 /// Folded (lower-case) name and the vendor hint the caller gave.
 pub type Key = (String, Option<Vendor>);
 
-// Entries live behind an `Arc`, so the enum's size costs nothing per entry beyond the record.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Cached {
-    Found { record: ServerRecord, at: Instant },
+    Found { record: Arc<Stored>, at: Instant },
     NotFound { searched: Vec<String>, at: Instant },
+}
+
+/// A record as the gateway keeps and answers it: its JSON, rendered once when it was fetched.
+/// A cache hit then costs two reference counts, not a deep copy and a serialisation, and one
+/// allocation holds what a `ServerRecord` spreads over a dozen. The record is parsed back only
+/// on the rare paths that change it (serving it stale).
+#[derive(Debug)]
+pub struct Stored {
+    json: Bytes,
+    /// The systems not heard from, comma-separated as `X-Unverified` says them.
+    unverified: Option<Box<str>>,
+    /// Unverified, or its NICs unknown: such a record is fresh only briefly.
+    provisional: bool,
+}
+
+impl Stored {
+    pub fn render(record: &ServerRecord) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            json: Bytes::from(serde_json::to_vec(record)?),
+            unverified: (!record.unverified.is_empty())
+                .then(|| record.unverified.join(",").into_boxed_str()),
+            provisional: !record.unverified.is_empty() || record.nics_unavailable.is_some(),
+        })
+    }
+
+    /// The record's JSON, as `GET /servers/{name}` answers it.
+    pub fn json(&self) -> Bytes {
+        self.json.clone()
+    }
+
+    /// `X-Unverified`, when some system that might hold the name was not heard from.
+    pub fn unverified(&self) -> Option<&str> {
+        self.unverified.as_deref()
+    }
+
+    pub fn provisional(&self) -> bool {
+        self.provisional
+    }
+
+    /// The record itself, parsed back from its JSON.
+    pub fn record(&self) -> Result<ServerRecord, serde_json::Error> {
+        serde_json::from_slice(&self.json)
+    }
 }
 
 impl Cached {

@@ -26,8 +26,8 @@ mod systems;
 
 use admission::Admission;
 pub use admission::{Busy, CallerKey};
-pub use cache::Cached;
 use cache::Key;
+pub use cache::{Cached, Stored};
 use combine::{combine, holders_after, Heard};
 use singleflight::{Role, SingleFlight};
 pub use systems::{System, SystemStatus};
@@ -93,6 +93,13 @@ impl LookupError {
     }
 }
 
+/// A record that cannot be rendered as JSON, or parsed back from it: never expected (every field
+/// is a string, a number or a list of them), so it is an internal error, not the system's.
+fn render_failed(e: serde_json::Error) -> LookupError {
+    tracing::error!(error = %e, "cannot render or re-read a server record");
+    LookupError::Internal
+}
+
 /// Where an answer came from, for `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
@@ -116,7 +123,8 @@ impl CacheStatus {
 
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub record: ServerRecord,
+    /// The record, rendered once (shared with the cache).
+    pub record: Arc<Stored>,
     pub cache: CacheStatus,
     /// Time since the record was fetched from its system.
     pub age: Duration,
@@ -170,7 +178,7 @@ impl LookupConfig {
     }
 }
 
-type Shared = Arc<Result<ServerRecord, LookupError>>;
+type Shared = Arc<Result<Arc<Stored>, LookupError>>;
 /// A flight is keyed by the cache key and by whether it asks every system: a lookup that must
 /// (refresh, revalidation) never joins one that may take the owner short cut.
 type FlightKey = (Key, bool);
@@ -277,7 +285,7 @@ impl LookupService {
         let cached = inner.cache.get(&key).await;
         if !refresh {
             if let Some(Cached::Found { record, at }) = cached.as_deref() {
-                if at.elapsed() < inner.fresh_for(record) {
+                if at.elapsed() < inner.fresh_for(record.provisional()) {
                     inner.events.cache("hit");
                     return Ok(Answer {
                         record: record.clone(),
@@ -289,7 +297,7 @@ impl LookupService {
             if let Some((record, age)) = inner.index_answer(name, vendor, cached.as_deref()).await {
                 inner.events.cache("index");
                 return Ok(Answer {
-                    record,
+                    record: Arc::new(Stored::render(&record).map_err(render_failed)?),
                     cache: CacheStatus::Index,
                     age,
                 });
@@ -322,8 +330,7 @@ impl LookupService {
             Ok(async move {
                 let _slot = reservation.admitted().await;
                 let result = this.resolve(&flight_name, vendor, thorough, refresh).await;
-                this.remember(task_key, &result).await;
-                Arc::new(result)
+                Arc::new(this.remember(task_key, result).await)
             })
         });
         let flight = async move {
@@ -442,8 +449,8 @@ impl Inner {
     /// An answer that could not hear from every system is only trusted briefly.
     /// Unverified answers, and records whose NICs the system could not tell (a CIMC still
     /// taking inventory), are fresh only for `negative_ttl`.
-    fn fresh_for(&self, record: &ServerRecord) -> Duration {
-        if record.unverified.is_empty() && record.nics_unavailable.is_none() {
+    fn fresh_for(&self, provisional: bool) -> Duration {
+        if !provisional {
             self.config.cache.ttl
         } else {
             self.config.cache.ttl.min(self.config.cache.negative_ttl)
@@ -482,9 +489,10 @@ impl Inner {
         &self,
         name: &ServerName,
         vendor: Option<Vendor>,
-        mut record: ServerRecord,
+        stored: Arc<Stored>,
         at: Instant,
     ) -> Result<Answer, LookupError> {
+        let mut record = stored.record().map_err(render_failed)?;
         let folded = name.folded();
         let targets = self.targets(vendor);
         if let Some(known) = self.holders.get(&folded).await {
@@ -504,41 +512,56 @@ impl Inner {
         record.stale = true;
         self.events.cache("stale");
         Ok(Answer {
-            record,
+            record: Arc::new(Stored::render(&record).map_err(render_failed)?),
             cache: CacheStatus::Stale,
             age: at.elapsed(),
         })
     }
 
-    async fn remember(&self, key: Key, result: &Result<ServerRecord, LookupError>) {
-        match result {
-            Ok(record) => {
-                // Only an answer that heard from every system may spare the next fan-out: not
-                // one that asked only the systems of a vendor hint.
-                if record.unverified.is_empty() && key.1.is_none() {
-                    if let Some(idx) = self
-                        .systems
-                        .iter()
-                        .position(|s| s.name() == record.system_name)
-                    {
-                        self.owners.insert(key.0.clone(), idx).await;
-                    }
-                }
-                let at = Instant::now();
-                let entry = Cached::Found {
-                    record: record.clone(),
-                    at,
-                };
-                self.cache.insert(key, Arc::new(entry)).await;
+    /// Caches what a flight found (rendered once, here) and hands it to every caller of the
+    /// flight.
+    async fn remember(
+        &self,
+        key: Key,
+        result: Result<ServerRecord, LookupError>,
+    ) -> Result<Arc<Stored>, LookupError> {
+        let record = match result {
+            Ok(record) => record,
+            Err(e) => {
+                self.remember_failure(key, &e).await;
+                return Err(e);
             }
+        };
+        let stored = Arc::new(Stored::render(&record).map_err(render_failed)?);
+        // Only an answer that heard from every system may spare the next fan-out: not one that
+        // asked only the systems of a vendor hint.
+        if record.unverified.is_empty() && key.1.is_none() {
+            if let Some(idx) = self
+                .systems
+                .iter()
+                .position(|s| s.name() == record.system_name)
+            {
+                self.owners.insert(key.0.clone(), idx).await;
+            }
+        }
+        let entry = Cached::Found {
+            record: stored.clone(),
+            at: Instant::now(),
+        };
+        self.cache.insert(key, Arc::new(entry)).await;
+        Ok(stored)
+    }
+
+    async fn remember_failure(&self, key: Key, error: &LookupError) {
+        match error {
             // A miss in a case-sensitive system says nothing about the name's other spellings,
             // which share this cache key: not remembered here (the per-system "not here"
             // memory still spares that system a second ask for this spelling).
-            Err(LookupError::NotFound { searched })
+            LookupError::NotFound { searched }
                 if self.systems.iter().any(|s| {
                     s.backend.case_sensitive_names() && searched.iter().any(|n| n == s.name())
                 }) => {}
-            Err(LookupError::NotFound { searched }) => {
+            LookupError::NotFound { searched } => {
                 let entry = Cached::NotFound {
                     searched: searched.clone(),
                     at: Instant::now(),
@@ -546,13 +569,13 @@ impl Inner {
                 self.cache.insert(key, Arc::new(entry)).await;
             }
             // No record of an ambiguous name may be served later, stale or not.
-            Err(LookupError::Ambiguous { .. }) => {
+            LookupError::Ambiguous { .. } => {
                 self.owners.invalidate(&key.0).await;
                 self.cache.invalidate(&(key.0.clone(), None)).await;
                 self.cache.invalidate(&key).await;
             }
             // Failures are not remembered: the previous good record stays for stale-if-error.
-            Err(_) => {}
+            _ => {}
         }
     }
 
