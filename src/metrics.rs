@@ -44,6 +44,9 @@ pub struct Metrics {
     breaker_state: IntGaugeVec,
     breaker_transitions: IntCounterVec,
     cache_lookups: IntCounterVec,
+    /// `cache_lookups`' series of each outcome the lookup service reports, bound at start:
+    /// one is counted per request.
+    cache_outcomes: Vec<(&'static str, IntCounter)>,
     cache_evictions: IntCounter,
     cache_entries: IntGauge,
     coalesced: IntCounter,
@@ -113,7 +116,7 @@ impl Metrics {
             0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0,
         ];
-        let m = Self {
+        let mut m = Self {
             http_requests: counter_vec(
                 &r,
                 "http_requests_total",
@@ -162,7 +165,7 @@ impl Metrics {
             cache_lookups: counter_vec(
                 &r,
                 "cache_requests_total",
-                "Lookups by cache outcome: hit, miss, stale (served after a failure), negative_hit.",
+                "Lookups by cache outcome: hit, index (answered from the fleet index), miss, stale (served after a failure), negative_hit.",
                 &["outcome"],
             )?,
             cache_evictions: {
@@ -275,6 +278,7 @@ impl Metrics {
                 "Requests the last fleet sweep of each system sent.",
                 &["system"],
             )?,
+            cache_outcomes: Vec::new(),
             registry: r,
         };
         // Zero series from the start, so that rate() and alerts work before the first refusal.
@@ -284,6 +288,10 @@ impl Metrics {
         for reason in crate::http::refusals::RefusalKind::ALL {
             m.http_refusals.with_label_values(&[reason.as_str()]);
         }
+        m.cache_outcomes = ["hit", "index", "miss", "stale", "negative_hit"]
+            .into_iter()
+            .map(|o| (o, m.cache_lookups.with_label_values(&[o])))
+            .collect();
         #[cfg(target_os = "linux")]
         m.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -432,7 +440,10 @@ impl UpstreamObserver for Metrics {
 
 impl LookupEvents for Metrics {
     fn cache(&self, outcome: &str) {
-        self.cache_lookups.with_label_values(&[outcome]).inc();
+        match self.cache_outcomes.iter().find(|(o, _)| *o == outcome) {
+            Some((_, counter)) => counter.inc(),
+            None => self.cache_lookups.with_label_values(&[outcome]).inc(),
+        }
         self.inner_events.cache(outcome);
     }
     fn coalesced(&self) {

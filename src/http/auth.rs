@@ -17,7 +17,7 @@ use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpResponse};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -163,8 +163,8 @@ impl Authenticator {
     }
 
     /// The entry whose hash matches `presented`, compared against every entry in constant time.
-    fn authenticate(&self, presented: &SecretString) -> Option<&Token> {
-        let digest: [u8; 32] = Sha256::digest(presented.expose_secret().as_bytes()).into();
+    fn authenticate(&self, presented: &Presented<'_>) -> Option<&Token> {
+        let digest: [u8; 32] = Sha256::digest(presented.0.as_bytes()).into();
         let mut found = None;
         for t in &self.tokens {
             if bool::from(t.digest.ct_eq(&digest)) && found.is_none() {
@@ -244,12 +244,12 @@ fn load_tokens(path: &Path) -> Result<Vec<Token>, AuthError> {
 /// What an `Authorization` header presents, read once by the one parser that auth and the
 /// inbound limiter share (so both see the same caller for every spelling of the header).
 #[derive(Debug)]
-pub enum Credential {
+pub enum Credential<'a> {
     /// No `Authorization` header.
     Absent,
     /// A header that is not `Bearer <token68>` (another scheme, no token, junk).
     Malformed,
-    Bearer(SecretString),
+    Bearer(Presented<'a>),
 }
 
 /// RFC 9110 §11.1 + RFC 6750 §2.1: the scheme is case-insensitive and separated from the
@@ -258,7 +258,7 @@ pub enum Credential {
 /// credential is exactly one token68 (`[A-Za-z0-9-._~+/]+=*`). Surrounding whitespace is
 /// trimmed. Anything else is `Malformed`, never a token: `Bearer a b` does not authenticate as
 /// `a` while the limiter keys on `a b`.
-pub fn parse_credential(value: Option<&HeaderValue>) -> Credential {
+pub fn parse_credential(value: Option<&HeaderValue>) -> Credential<'_> {
     let Some(value) = value else {
         return Credential::Absent;
     };
@@ -272,9 +272,26 @@ pub fn parse_credential(value: Option<&HeaderValue>) -> Credential {
     let (scheme, rest) = text.split_at(split);
     let token = rest.trim_start_matches([' ', '\t']);
     if scheme.eq_ignore_ascii_case("bearer") && is_token68(token) {
-        Credential::Bearer(SecretString::from(token.to_owned()))
+        Credential::Bearer(Presented(token))
     } else {
         Credential::Malformed
+    }
+}
+
+/// A presented bearer token, borrowed from the request's header: copying it into a
+/// `SecretString` (and zeroing the copy) guarded nothing, since the header keeps it for the
+/// request's life. Its `Debug` never shows it.
+pub struct Presented<'a>(&'a str);
+
+impl Presented<'_> {
+    pub fn expose(&self) -> &str {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Presented([REDACTED])")
     }
 }
 
@@ -401,6 +418,8 @@ impl Refusal {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::ExposeSecret;
+
     use super::*;
 
     fn auth_with(entries: &str) -> Result<Vec<Token>, AuthError> {
@@ -440,8 +459,13 @@ mod tests {
             "[[tokens]]\nname = \"ci\"\nhash = \"{}\"\nscopes = [\"read\"]\n",
             hash_token(a.expose_secret())
         ));
-        assert_eq!(auth.authenticate(&a).map(|t| &*t.caller.name), Some("ci"));
-        assert!(auth.authenticate(&b).is_none());
+        let (a, b) = (a.expose_secret().to_owned(), b.expose_secret().to_owned());
+        assert_eq!(
+            auth.authenticate(&Presented(&a)).map(|t| &*t.caller.name),
+            Some("ci")
+        );
+        assert!(auth.authenticate(&Presented(&b)).is_none());
+        assert_eq!(format!("{:?}", Presented(&a)), "Presented([REDACTED])");
     }
 
     #[test]
@@ -477,7 +501,7 @@ mod tests {
     #[test]
     fn one_parser_for_every_spelling_of_a_bearer_header() {
         let parse = |v: &str| match parse_credential(Some(&HeaderValue::from_str(v).unwrap())) {
-            Credential::Bearer(t) => Some(t.expose_secret().to_owned()),
+            Credential::Bearer(t) => Some(t.expose().to_owned()),
             Credential::Absent | Credential::Malformed => None,
         };
         for same in [

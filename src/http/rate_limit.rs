@@ -20,7 +20,6 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use secrecy::ExposeSecret;
 use std::net::IpAddr;
 
 use super::auth::Credential;
@@ -87,7 +86,7 @@ impl InboundLimiter {
 
     fn client_key(&self, req: &ServiceRequest, credential: &Credential) -> u64 {
         match credential {
-            Credential::Bearer(t) => self.hasher.hash_one(("token", t.expose_secret())),
+            Credential::Bearer(t) => self.hasher.hash_one(("token", t.expose())),
             Credential::Absent | Credential::Malformed => {
                 let ip = req.peer_addr().map(|a| a.ip());
                 self.hasher.hash_one(("ip", ip))

@@ -285,12 +285,13 @@ impl LookupService {
         let cached = inner.cache.get(&key).await;
         if !refresh {
             if let Some(Cached::Found { record, at }) = cached.as_deref() {
-                if at.elapsed() < inner.fresh_for(record.provisional()) {
+                let age = at.elapsed();
+                if age < inner.fresh_for(record.provisional()) {
                     inner.events.cache("hit");
                     return Ok(Answer {
                         record: record.clone(),
                         cache: CacheStatus::Hit,
-                        age: at.elapsed(),
+                        age,
                     });
                 }
             }
