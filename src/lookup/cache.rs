@@ -128,11 +128,61 @@ pub fn build_owners(config: &CacheConfig) -> Cache<String, usize> {
 }
 
 /// Which systems said they do not hold a name: a repeat lookup skips them for `negative_ttl`.
-pub fn build_absent(config: &CacheConfig) -> Cache<(String, usize), ()> {
-    Cache::builder()
-        .max_capacity(config.max_entries)
-        .time_to_live(config.negative_ttl)
-        .build()
+///
+/// One entry per name, listing the systems and when each said so, rather than one per (name,
+/// system): a name looked up without a hint is absent from every system but its owner, and
+/// each cache entry costs a few hundred bytes besides its key.
+pub struct Absent {
+    cache: Cache<String, Arc<[(usize, Instant)]>>,
+    ttl: Duration,
+}
+
+impl Absent {
+    pub fn new(config: &CacheConfig) -> Self {
+        Self {
+            // The entry lives as long as its newest "not here"; each one is checked by its own
+            // age.
+            cache: Cache::builder()
+                .max_capacity(config.max_entries)
+                .time_to_live(config.negative_ttl)
+                .build(),
+            ttl: config.negative_ttl,
+        }
+    }
+
+    /// Whether system `system` said lately that it does not hold `name`.
+    pub async fn contains(&self, name: &str, system: usize) -> bool {
+        self.cache.get(name).await.is_some_and(|said| {
+            said.iter()
+                .any(|(i, at)| *i == system && at.elapsed() < self.ttl)
+        })
+    }
+
+    /// Remembers that `system` does not hold `name` (or, `held`, forgets it).
+    pub async fn set(&self, name: &str, system: usize, held: bool) {
+        let ttl = self.ttl;
+        self.cache
+            .entry_by_ref(name)
+            .and_compute_with(|entry| {
+                let mut said: Vec<(usize, Instant)> =
+                    entry.map(|e| e.into_value().to_vec()).unwrap_or_default();
+                said.retain(|(i, at)| *i != system && at.elapsed() < ttl);
+                if !held {
+                    said.push((system, Instant::now()));
+                }
+                std::future::ready(if said.is_empty() {
+                    moka::ops::compute::Op::Remove
+                } else {
+                    moka::ops::compute::Op::Put(said.into())
+                })
+            })
+            .await;
+    }
+
+    /// Forgets every system's "not here" for `name`.
+    pub async fn forget(&self, name: &str) {
+        self.cache.invalidate(name).await;
+    }
 }
 
 /// Names seen held by two or more systems, and by which: they stay ambiguous while one of those
@@ -142,4 +192,35 @@ pub fn build_holders(config: &CacheConfig) -> Cache<String, Arc<Vec<super::Candi
         .max_capacity(config.max_entries)
         .time_to_live(config.owner_ttl)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn each_system_is_remembered_absent_for_its_own_ttl() {
+        let config = CacheConfig {
+            negative_ttl: Duration::from_secs(30),
+            ..CacheConfig::default()
+        };
+        let absent = Absent::new(&config);
+        absent.set("web-01", 0, false).await;
+        tokio::time::advance(Duration::from_secs(20)).await;
+        absent.set("web-01", 2, false).await;
+        assert!(absent.contains("web-01", 0).await);
+        assert!(absent.contains("web-01", 2).await);
+        assert!(!absent.contains("web-01", 1).await);
+        assert!(!absent.contains("web-02", 0).await);
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert!(!absent.contains("web-01", 0).await, "35 s after it said so");
+        assert!(absent.contains("web-01", 2).await, "15 s after it said so");
+        // A system that now holds the name is forgotten alone.
+        absent.set("web-01", 3, false).await;
+        absent.set("web-01", 2, true).await;
+        assert!(!absent.contains("web-01", 2).await);
+        assert!(absent.contains("web-01", 3).await);
+        absent.forget("web-01").await;
+        assert!(!absent.contains("web-01", 3).await);
+    }
 }

@@ -188,7 +188,7 @@ struct Inner {
     cache: Cache<Key, Arc<Cached>>,
     owners: Cache<String, usize>,
     /// System `i` said "not here" for the folded name (kept `negative_ttl`).
-    absent: Cache<(String, usize), ()>,
+    absent: cache::Absent,
     /// Names seen held by two or more systems, with those holders (kept `owner_ttl`).
     holders: Cache<String, Arc<Vec<Candidate>>>,
     flights: SingleFlight<FlightKey, Shared>,
@@ -227,7 +227,7 @@ impl LookupService {
                 fleet,
                 cache: cache::build(&config.cache, Arc::new(move || on_evict.eviction())),
                 owners: cache::build_owners(&config.cache),
-                absent: cache::build_absent(&config.cache),
+                absent: cache::Absent::new(&config.cache),
                 holders: cache::build_holders(&config.cache),
                 flights: SingleFlight::default(),
                 admission: Admission::new(config.admission),
@@ -403,9 +403,7 @@ impl LookupService {
                 removed += 1;
             }
         }
-        for i in 0..self.inner.systems.len() {
-            self.inner.absent.invalidate(&(folded.clone(), i)).await;
-        }
+        self.inner.absent.forget(&folded).await;
         self.inner.holders.invalidate(&folded).await;
         self.inner.owners.invalidate(&folded).await;
         removed
@@ -469,19 +467,19 @@ impl Inner {
 
     /// The systems among `targets`, other than `holder`, that might hold the name: not asked
     /// now, and not having said "not here" within `negative_ttl`.
-    fn not_heard_from(
+    async fn not_heard_from(
         &self,
         folded: &str,
         targets: &[(usize, &Arc<System>)],
         holder: &str,
     ) -> Vec<String> {
-        targets
-            .iter()
-            .filter(|(i, s)| {
-                s.name() != holder && !self.absent.contains_key(&(folded.to_owned(), *i))
-            })
-            .map(|(_, s)| s.name().to_owned())
-            .collect()
+        let mut unheard = Vec::new();
+        for (i, s) in targets {
+            if s.name() != holder && !self.absent.contains(folded, *i).await {
+                unheard.push(s.name().to_owned());
+            }
+        }
+        unheard
     }
 
     /// The cached record, marked stale, listing every system that might also hold the name and
@@ -509,7 +507,9 @@ impl Inner {
                 });
             }
         }
-        record.unverified = self.not_heard_from(&folded, &targets, &record.system_name);
+        record.unverified = self
+            .not_heard_from(&folded, &targets, &record.system_name)
+            .await;
         record.stale = true;
         self.events.cache("stale");
         Ok(Answer {
@@ -611,15 +611,12 @@ impl Inner {
                 } else {
                     folded.clone()
                 };
-                let absent_key = (spelled, i);
-                if !refresh && self.absent.contains_key(&absent_key) {
+                if !refresh && self.absent.contains(&spelled, i).await {
                     return (system.name().to_owned(), Ok(Vec::new()));
                 }
                 let answer = self.ask(system, name).await;
-                match &answer {
-                    Ok(found) if found.is_empty() => self.absent.insert(absent_key, ()).await,
-                    Ok(_) => self.absent.invalidate(&absent_key).await,
-                    Err(_) => {}
+                if let Ok(found) = &answer {
+                    self.absent.set(&spelled, i, !found.is_empty()).await;
                 }
                 // A set of Redfish BMCs holds servers of every make: the hint filters its
                 // answer (after the "not here" memory, which is not per make).
@@ -655,7 +652,7 @@ impl Inner {
         match self.ask(system, name).await {
             Ok(found) if found.is_empty() => {
                 self.owners.invalidate(&folded).await;
-                self.absent.insert((folded, idx), ()).await;
+                self.absent.set(&folded, idx, false).await;
                 None
             }
             answer => {
@@ -664,8 +661,9 @@ impl Inner {
                 // answer says so, is trusted only briefly and never sets the owner again, so
                 // the next lookup asks every system (and a second holder makes it a 409).
                 if let Ok(record) = &mut combined {
-                    record.unverified =
-                        self.not_heard_from(&folded, &self.targets(None), &record.system_name);
+                    record.unverified = self
+                        .not_heard_from(&folded, &self.targets(None), &record.system_name)
+                        .await;
                 }
                 Some(combined)
             }
