@@ -494,6 +494,21 @@ fn pct(part: Option<Duration>, whole: Duration) -> String {
     }
 }
 
+fn latency_row(label: &str, connections: usize, l: &warm::Latencies) -> Row {
+    let pair = |(p50, p99): (Option<Duration>, Option<Duration>)| {
+        let show = |d: Option<Duration>| d.map_or("n/a".into(), ms);
+        format!("{} / {}", show(p50), show(p99))
+    };
+    Row {
+        measure: format!("{label} p50 / p99, c = {connections} ({})", l.client),
+        gateway: pair(l.gateway),
+        reference: pair(l.bare),
+        ratio: "–".into(),
+        target: "–".into(),
+        met: None,
+    }
+}
+
 fn rows(args: &BenchArgs, m: &Measured) -> Vec<Row> {
     let [l_rps, l_lat, _, _, _, l_coal, l_fan, l_rss, ..] = report::ROW_LABELS;
     let mut rows = Vec::new();
@@ -523,21 +538,14 @@ fn rows(args: &BenchArgs, m: &Measured) -> Vec<Row> {
                 target: "≥ 0.90".into(),
                 met: Some(ratio >= 0.9 && w.gateway.non_ok == 0 && w.gateway.errors == 0),
             });
-            rows.push(Row {
-                measure: format!("{l_lat} p50 / p99"),
-                gateway: format!(
-                    "{} / {}",
-                    ms(w.gateway.percentile(50.0)),
-                    ms(w.gateway.percentile(99.0))
-                ),
-                reference: format!(
-                    "{} / {}",
-                    ms(w.bare.percentile(50.0)),
-                    ms(w.bare.percentile(99.0))
-                ),
-                ratio: "–".into(),
-                target: "–".into(),
-                met: None,
+            let at = match &w.external {
+                Some(Ok(runs)) => warm::Latencies::of_wrk(runs),
+                _ => warm::Latencies::of_client(&w.gateway, &w.bare),
+            };
+            rows.push(latency_row(l_lat, args.concurrency, &at));
+            rows.push(match &w.wide {
+                Ok(wide) => latency_row(l_lat, warm::WIDE, wide),
+                Err(e) => Row::failed(format!("{l_lat} c = {}", warm::WIDE), e, "–"),
             });
         }
         Err(e) => {
@@ -893,7 +901,8 @@ fn markdown(
                  paths and token, interleaved bare, gateway, bare, gateway: gateway {} req/s \
                  (p50 {} / p99 {}, non-2xx {}, socket errors {}), bare {} req/s (p50 {} / p99 \
                  {}); ratio {:.2}. The harness's own client measured {:.2}. The table's warm \
-                 row is `wrk`'s.\n",
+                 rows are `wrk`'s. The latency at {} connections is measured after, in the same \
+                 way (bare, gateway, bare, gateway).\n",
                 args.concurrency,
                 if wrk::pinned() {
                     ", pinned to core 0 with `taskset`"
@@ -910,6 +919,7 @@ fn markdown(
                 bare.p99.map_or_else(|| "n/a".into(), ms),
                 w.ratio(),
                 w.internal_ratio(),
+                warm::WIDE,
             ),
             Some(Err(e)) => format!("- **Warm path, external client**: `wrk` failed: {e}\n"),
             None => "- **Warm path, external client**: `wrk` is not installed; the table's warm \

@@ -24,6 +24,37 @@ pub struct WarmResult {
     pub names: usize,
     /// The same comparison with `wrk` as the client, when it is installed (gateway, bare).
     pub external: Option<Result<(WrkResult, WrkResult), String>>,
+    /// Latency at `WIDE` connections (after the main comparison, same phases).
+    pub wide: Result<Latencies, String>,
+}
+
+/// Connections of the second latency measurement.
+pub const WIDE: usize = 256;
+
+/// Median and 99th percentile latency of both targets at one concurrency, and who measured.
+pub struct Latencies {
+    pub gateway: (Option<Duration>, Option<Duration>),
+    pub bare: (Option<Duration>, Option<Duration>),
+    pub client: &'static str,
+}
+
+impl Latencies {
+    pub fn of_wrk((gw, bare): &(WrkResult, WrkResult)) -> Self {
+        Self {
+            gateway: (gw.p50, gw.p99),
+            bare: (bare.p50, bare.p99),
+            client: "wrk",
+        }
+    }
+
+    pub fn of_client(gw: &LoadResult, bare: &LoadResult) -> Self {
+        let of = |r: &LoadResult| (Some(r.percentile(50.0)), Some(r.percentile(99.0)));
+        Self {
+            gateway: of(gw),
+            bare: of(bare),
+            client: "harness client",
+        }
+    }
 }
 
 impl WarmResult {
@@ -85,6 +116,13 @@ pub async fn measure(
     result
 }
 
+fn half_of(spec: LoadSpec) -> LoadSpec {
+    LoadSpec {
+        duration: spec.duration / 2,
+        ..spec
+    }
+}
+
 async fn compare(
     gateway: &Endpoint,
     gateway_pid: u32,
@@ -92,10 +130,7 @@ async fn compare(
     paths: &[String],
     spec: LoadSpec,
 ) -> Result<WarmResult, BenchError> {
-    let half = LoadSpec {
-        duration: spec.duration / 2,
-        ..spec
-    };
+    let half = half_of(spec);
     let mut gw_total = LoadResult::default();
     let mut bare_total = LoadResult::default();
     let mut cpu = Some(Duration::ZERO);
@@ -111,13 +146,28 @@ async fn compare(
             _ => None,
         };
     }
-    let external = match wrk::available() {
-        Some(exe) => Some(
-            external(&exe, gateway, bare, paths, spec)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
-        None => None,
+    let wide_spec = LoadSpec {
+        concurrency: WIDE,
+        ..spec
+    };
+    let (external, wide) = match wrk::available() {
+        Some(exe) => {
+            let at = external(&exe, gateway, bare, paths, spec).await;
+            let wide = external(&exe, gateway, bare, paths, wide_spec).await;
+            (
+                Some(at.map_err(|e| e.to_string())),
+                wide.map(|r| Latencies::of_wrk(&r))
+                    .map_err(|e| e.to_string()),
+            )
+        }
+        None => {
+            let wide = async {
+                let bare = closed_loop(bare, paths, half_of(wide_spec)).await?;
+                let gw = closed_loop(gateway, paths, half_of(wide_spec)).await?;
+                Ok::<_, BenchError>(Latencies::of_client(&gw.finish(), &bare.finish()))
+            };
+            (None, wide.await.map_err(|e| e.to_string()))
+        }
     };
     Ok(WarmResult {
         gateway: gw_total.finish(),
@@ -126,6 +176,7 @@ async fn compare(
         gateway_wall: wall,
         names: paths.len(),
         external,
+        wide,
     })
 }
 
