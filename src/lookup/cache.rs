@@ -37,7 +37,9 @@ pub struct Stored {
 impl Stored {
     pub fn render(record: &ServerRecord) -> Result<Self, serde_json::Error> {
         Ok(Self {
-            json: Bytes::from(serde_json::to_vec(record)?),
+            // Shrunk to its length: the serialiser's buffer grows by doubling, and a `Bytes`
+            // made from it would keep the whole buffer for the record's life.
+            json: Bytes::from(serde_json::to_vec(record)?.into_boxed_slice()),
             unverified: (!record.unverified.is_empty())
                 .then(|| record.unverified.join(",").into_boxed_str()),
             provisional: !record.unverified.is_empty() || record.nics_unavailable.is_some(),
