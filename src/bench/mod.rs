@@ -904,10 +904,13 @@ fn markdown(
                  rows are `wrk`'s. The latency at {} connections is measured after, in the same \
                  way (bare, gateway, bare, gateway).\n",
                 args.concurrency,
-                if wrk::pinned() {
-                    ", pinned to core 0 with `taskset`"
-                } else {
-                    ""
+                match (wrk::pinned(), wrk::server_core()) {
+                    (true, Some(core)) => format!(
+                        ", pinned to core 0 with `taskset`; the gateway child and the bare \
+                         handler's worker pinned to core {core}"
+                    ),
+                    (true, None) => ", pinned to core 0 with `taskset`".to_owned(),
+                    _ => String::new(),
                 },
                 thousands(gw.per_second),
                 gw.p50.map_or_else(|| "n/a".into(), ms),

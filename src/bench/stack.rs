@@ -190,7 +190,14 @@ impl Gateway {
         std::fs::write(&config_path, &config_text).map_err(|e| io("config file", e))?;
         let stderr_path = spec.dir.join("gateway.log");
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| io("log file", e))?;
-        let mut cmd = Command::new(spec.exe);
+        let mut cmd = match super::wrk::server_core() {
+            Some(core) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(core.to_string()).arg(spec.exe);
+                c
+            }
+            None => Command::new(spec.exe),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -415,6 +422,10 @@ impl Bare {
         let addr = listener.local_addr().map_err(io)?;
         let answers = web::Data::new(answers);
         let server = HttpServer::new(move || {
+            // Runs on each worker thread as it starts.
+            if let Some(core) = super::wrk::server_core() {
+                super::wrk::pin_current_thread(core);
+            }
             App::new()
                 .app_data(answers.clone())
                 .route("/servers/{name}", web::get().to(bare_handler))

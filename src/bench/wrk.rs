@@ -38,6 +38,27 @@ pub fn pinned() -> bool {
     on_path("taskset").is_some()
 }
 
+/// The core the servers under test run on while `wrk` has core 0: the gateway child (all its
+/// threads: worker, cache housekeeping, log writer) and the bare handler's worker thread alike,
+/// so that neither shares a core with the client nor moves between runs.
+pub fn server_core() -> Option<usize> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (pinned() && cores >= 2).then_some(1)
+}
+
+/// Pins the calling thread to `core` (best effort: an error leaves it where it was).
+pub fn pin_current_thread(core: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `set` is a plain bit set owned by this frame; the call only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = core;
+}
+
 /// One closed-loop run of `wrk` (1 thread, `concurrency` connections, `duration`).
 pub async fn run(
     wrk: &Path,
