@@ -56,7 +56,19 @@ impl Gate {
 }
 
 /// A worker's bound metric series, by route template, method and status.
-type SeriesCache = RefCell<HashMap<(&'static str, Method, u16), HttpSeries>>;
+type SeriesCache = RefCell<HashMap<(&'static str, &'static str, u16), HttpSeries>>;
+
+/// The method as a metric label: the standard ones, and `OTHER` for any extension method, so
+/// that a client inventing methods cannot create series.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("OTHER")
+}
 
 impl<S, B> Transform<S, ServiceRequest> for Gate
 where
@@ -105,11 +117,11 @@ where
             let started = Instant::now();
             let id = RequestId::from_header(req.headers().get(HEADER));
             let route = route::template(req.match_info().as_str());
-            let method = req.method().clone();
+            let method = method_label(req.method());
             let span = tracing::info_span!(
                 "http_request",
                 request_id = %id.0,
-                method = %method,
+                method = %req.method(),
                 route = route.unwrap_or(UNMATCHED),
             );
             req.extensions_mut().insert(id.clone());
@@ -124,7 +136,7 @@ where
             let key = (route.unwrap_or(UNMATCHED), method, status);
             let bound = series.borrow().get(&key).cloned();
             let bound = bound.unwrap_or_else(|| {
-                let made = state.metrics.http_series(key.0, key.1.as_str(), status);
+                let made = state.metrics.http_series(key.0, key.1, status);
                 series.borrow_mut().insert(key, made.clone());
                 made
             });
@@ -190,4 +202,19 @@ where
         limiter.stamp(res.headers_mut(), remaining);
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for invented in ["FOO1", "FOO2", "get"] {
+            let m = Method::from_bytes(invented.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "OTHER", "{invented}");
+        }
+    }
 }

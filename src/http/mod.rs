@@ -209,12 +209,19 @@ mod tests {
         let app = init_service(
             App::new()
                 .wrap_fn(move |req, srv| {
-                    record.borrow_mut().push((
+                    let (path, ours) = (
                         req.path().to_owned(),
-                        req.match_pattern(),
                         route::template(req.match_info().as_str()),
-                    ));
-                    srv.call(req)
+                    );
+                    let record = record.clone();
+                    let answer = srv.call(req);
+                    async move {
+                        let res = answer.await?;
+                        // After routing: the pattern of the resource the router picked.
+                        let actix = res.request().match_pattern();
+                        record.borrow_mut().push((path, actix, ours));
+                        Ok(res)
+                    }
                 })
                 .configure(configure(lookup, metrics, Arc::default()))
                 .default_service(web::to(routes::not_found)),
@@ -255,6 +262,11 @@ mod tests {
             "/readyz",
             "/nothing",
             "//servers/x",
+            // Escapes of unreserved characters: the router decodes them.
+            "/fleet/%73weep",
+            "/servers/x/%63ache",
+            "/servers/%6Cookup",
+            "/%73ervers/x",
         ];
         for path in paths {
             for method in [

@@ -183,7 +183,12 @@ impl Absent {
 
     /// Forgets every system's "not here" for `name`.
     pub async fn forget(&self, name: &str) {
-        self.cache.invalidate(name).await;
+        // Through the key's lock like `set`, so an answer being remembered meanwhile cannot
+        // write back what it read before the purge.
+        self.cache
+            .entry_by_ref(name)
+            .and_compute_with(|_| std::future::ready(moka::ops::compute::Op::Remove))
+            .await;
     }
 }
 
