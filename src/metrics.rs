@@ -299,13 +299,9 @@ impl Metrics {
         Ok(m)
     }
 
-    /// One answered HTTP request. `route` must be a template (`/servers/{name}`), never a path.
-    pub fn http_request(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
-        self.http_series(route, method, status).observe(elapsed);
-    }
-
     /// The series one kind of answer (route, method, status) is counted in, to be kept and
-    /// reused: looking the labels up costs more than counting.
+    /// reused: looking the labels up costs more than counting. `route` must be a template
+    /// (`/servers/{name}`), never a path.
     pub fn http_series(&self, route: &str, method: &str, status: u16) -> HttpSeries {
         HttpSeries {
             requests: self
