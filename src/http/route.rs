@@ -25,9 +25,9 @@ const STATIC: [&str; 14] = [
     "/readyz",
 ];
 
-pub const SERVER: &str = "/servers/{name}";
-pub const SERVER_CACHE: &str = "/servers/{name}/cache";
-pub const SWAGGER: &str = "/swagger-ui/{_:.*}";
+const SERVER: &str = "/servers/{name}";
+const SERVER_CACHE: &str = "/servers/{name}/cache";
+const SWAGGER: &str = "/swagger-ui/{_:.*}";
 
 /// The route template `path` matches (as the metrics label it), or `None`.
 pub fn template(path: &str) -> Option<&'static str> {
