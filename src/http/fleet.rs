@@ -587,8 +587,7 @@ pub async fn sweep_now(
 
 /// A stored record's JSON, embedded as it is (the gateway rendered it itself).
 fn raw_record(stored: &crate::lookup::Stored) -> Option<Box<RawValue>> {
-    let json = String::from_utf8(stored.json().to_vec()).ok()?;
-    RawValue::from_string(json).ok()
+    serde_json::from_slice(&stored.json()).ok()
 }
 
 #[cfg(test)]
